@@ -1,0 +1,143 @@
+# Builds the local control plane's binaries from the Go module proxy into a
+# version-keyed cache outside the repository. Sourced by hack/plane.
+#
+# Every artefact is built in a scratch directory next to its final place and
+# renamed into place only when complete, so an interrupted or failed build
+# never leaves a half-valid cache entry behind.
+
+STRATA_CACHE="${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}"
+
+log() { printf '\033[1m[plane]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[plane] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+go_env() {
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+}
+
+# module_gomod MODULE@VERSION: path of that release's go.mod in the module cache.
+module_gomod() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p'
+}
+
+# go_satisfies GOVERSION: whether the installed Go is at least GOVERSION.
+go_satisfies() {
+  local have need=$1
+  have=$(go env GOVERSION | sed 's/^go//')
+  [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" = "$need" ]
+}
+
+# select_kube_version: the first of KUBE_CANDIDATES whose go.mod the local Go satisfies.
+select_kube_version() {
+  local v gomod need
+  for v in $KUBE_CANDIDATES; do
+    if [ -f "$STRATA_CACHE/k8s-$v/.complete" ]; then echo "$v"; return; fi
+    gomod=$(GOTOOLCHAIN=local module_gomod "k8s.io/kubernetes@$v") || continue
+    need=$(awk '$1 == "go" {print $2; exit}' "$gomod")
+    if go_satisfies "$need"; then echo "$v"; return; fi
+    log "skipping Kubernetes $v: its go.mod needs go $need"
+  done
+  die "no Kubernetes release among ($KUBE_CANDIDATES) builds with $(go env GOVERSION)"
+}
+
+# in_scratch NAME FUNCTION: runs FUNCTION with a scratch directory as $1 and
+# renames it to $STRATA_CACHE/NAME once FUNCTION succeeded.
+in_scratch() {
+  local name=$1 fn=$2 scratch
+  [ -f "$STRATA_CACHE/$name/.complete" ] && return 0
+  mkdir -p "$STRATA_CACHE"
+  scratch=$(mktemp -d "$STRATA_CACHE/.build-$name.XXXXXX")
+  local start=$SECONDS
+  if ! ( set -e; "$fn" "$scratch" ); then
+    rm -rf "$scratch"
+    die "building $name failed (scratch removed; nothing was cached)"
+  fi
+  touch "$scratch/.complete"
+  rm -rf "$STRATA_CACHE/$name"
+  mv -T "$scratch" "$STRATA_CACHE/$name"
+  log "built $name in $((SECONDS - start))s"
+}
+
+build_kube_into() {
+  local out=$1 v=$KUBE_VERSION minor gomod
+  minor=$(echo "$v" | cut -d. -f2)
+  gomod=$(module_gomod "k8s.io/kubernetes@$v")
+  mkdir -p "$out/src" "$out/bin"
+  {
+    echo "module strata.dev/hack/kubernetes"
+    echo
+    awk '$1 == "go" {print; exit}' "$gomod"
+    echo
+    grep '^godebug' "$gomod" || true
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    # Each staging module, as listed in the release's own replace block,
+    # resolves to its published v0.<minor>.<patch> twin.
+    sed -n '/^replace (/,/^)/p' "$gomod" | awk -v pv="v0${v#v1}" \
+      '$2 == "=>" && $3 ~ /^\.\/staging\// {printf "\t%s => %s %s\n", $1, $1, pv}'
+    echo ")"
+  } > "$out/src/go.mod"
+  log "Kubernetes $v: $(grep -c ' => ' "$out/src/go.mod") staging modules replaced"
+  cat > "$out/src/tools.go" <<GO
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  local pkg=k8s.io/component-base/version
+  ( cd "$out/src" && go_env && go mod tidy && go build -trimpath -tags=selinux,notest \
+      -ldflags "-s -w -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$v" \
+      -o "$out/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl )
+  "$out/bin/kube-apiserver" --version | grep -qx "Kubernetes $v"
+  rm -rf "$out/src"
+}
+
+build_etcd_into() {
+  local out=$1
+  mkdir -p "$out/src" "$out/bin"
+  cat > "$out/src/go.mod" <<MOD
+module strata.dev/hack/etcd
+
+go 1.26.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > "$out/src/tools.go"
+  ( cd "$out/src" && go_env && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$out/bin/etcd" go.etcd.io/etcd/server/v3 )
+  "$out/bin/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}"
+  rm -rf "$out/src"
+}
+
+build_kwok_into() {
+  local out=$1 src
+  mkdir -p "$out/bin" "$out/stages"
+  ( go_env && GOBIN="$out/bin" go install -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" )
+  src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  # Node stages make nodes Ready and keep their leases fresh; pod stages take
+  # scheduled pods to Running and Ready (and finish deleted ones).
+  cp "$src"/kustomize/stage/node/fast/*.yaml "$out/stages/"
+  cp "$src"/kustomize/stage/node/heartbeat-with-lease/*.yaml "$out/stages/"
+  cp "$src"/kustomize/stage/pod/fast/*.yaml "$out/stages/"
+  chmod -R u+w "$out/stages"
+  ls "$out/stages" | grep -q yaml
+}
+
+# build_all: everything `up` needs, cold or warm.
+build_all() {
+  KUBE_VERSION=$(select_kube_version)
+  in_scratch "etcd-$ETCD_VERSION" build_etcd_into
+  in_scratch "kwok-$KWOK_VERSION" build_kwok_into
+  in_scratch "k8s-$KUBE_VERSION" build_kube_into
+  KUBE_BIN="$STRATA_CACHE/k8s-$KUBE_VERSION/bin"
+  ETCD_BIN="$STRATA_CACHE/etcd-$ETCD_VERSION/bin"
+  KWOK_DIR="$STRATA_CACHE/kwok-$KWOK_VERSION"
+}

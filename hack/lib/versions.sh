@@ -1,0 +1,10 @@
+# Versions of the local control plane's components. Sourced by hack/ scripts.
+#
+# Kubernetes: the first release whose go.mod the installed Go satisfies wins.
+# These are the newest patches of each minor on the Go module proxy when they
+# were last bumped; `hack/plane versions` prints what the proxy offers now.
+# The Cargo.toml k8s-openapi feature matches the first entry (v1_37).
+KUBE_CANDIDATES="v1.37.2 v1.36.3 v1.35.4"
+ETCD_VERSION="v3.6.16"
+KWOK_VERSION="v0.8.0"
+HELM_VERSION="v3.19.2"

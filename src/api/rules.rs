@@ -1,0 +1,119 @@
+//! Admission-time validation shared by the kinds: CEL rules and schema fragments.
+//!
+//! CEL regular expressions are RE2. Each rule carries a message that names what
+//! is expected, because the API server prefixes it with the field path.
+
+use kube::core::{Rule, cel::Message};
+
+/// A semantic version: `MAJOR.MINOR.PATCH`, optional pre-release and build metadata.
+pub const SEMVER: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+
+/// One comparator of a semver requirement, as Cargo reads them: `>=1.4`, `^2.3`, `=1.4.0`, `*`, `1.x`.
+const COMPARATOR: &str = r"(\^|~|=|>=|<=|>|<)?\s*(\*|[xX]|(0|[1-9][0-9]*)(\.(\*|[xX]|0|[1-9][0-9]*)(\.(\*|[xX]|0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)?)?)";
+
+/// A DNS-1123 label: a Kubernetes object name usable as a Service name too.
+pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// A DNS-1123 subdomain: the general Kubernetes object name.
+pub const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A semver requirement: comma-separated comparators (`">=1.4, <2"`).
+pub fn requirement_pattern() -> String {
+    format!(r"^\s*{COMPARATOR}(\s*,\s*{COMPARATOR})*\s*$")
+}
+
+fn rule(expr: String, message: &str) -> Rule {
+    Rule::new(expr).message(Message::Message(message.to_string()))
+}
+
+/// The field must be a semantic version.
+pub fn semver() -> Rule {
+    rule(
+        format!("self.matches('{}')", escape(SEMVER)),
+        "must be a semantic version MAJOR.MINOR.PATCH, such as 1.4.0",
+    )
+}
+
+/// The field must be a semver requirement.
+pub fn requirement() -> Rule {
+    rule(
+        format!("self.matches('{}')", escape(&requirement_pattern())),
+        "must be a semver requirement such as \">=1.4, <2\", \"^2.3\", \"=1.4.0\" or \"*\"",
+    )
+}
+
+/// The field must name an object by DNS-1123 label.
+pub fn dns_label() -> Rule {
+    rule(
+        format!("self.matches('{}')", escape(DNS_LABEL)),
+        "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit",
+    )
+}
+
+/// The field must name an object by DNS-1123 subdomain.
+pub fn dns_subdomain() -> Rule {
+    rule(
+        format!("self.matches('{}')", escape(DNS_SUBDOMAIN)),
+        "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+    )
+}
+
+/// Escapes a regular expression for a single-quoted CEL string literal.
+fn escape(pattern: &str) -> String {
+    pattern.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    /// The schema's patterns (RE2) and the semver crate the controllers use
+    /// must agree, or admission would accept what reconcile then refuses.
+    #[test]
+    fn semver_pattern_agrees_with_semver_crate() {
+        let re = Regex::new(SEMVER).unwrap();
+        for v in [
+            "1.4.0", "0.0.1", "10.20.30", "1.0.0-rc.1", "1.0.0+build.5", "1.0.0-alpha-1+b",
+            "1.4", "v1.4.0", "01.4.0", "1.4.0-", "", " 1.4.0", "1.4.0.1", "a.b.c",
+        ] {
+            assert_eq!(
+                re.is_match(v),
+                semver::Version::parse(v).is_ok(),
+                "pattern and semver crate disagree on {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn requirement_pattern_agrees_with_semver_crate() {
+        let re = Regex::new(&requirement_pattern()).unwrap();
+        for r in [
+            "*", ">=1.4, <2", "^2.3", "=1.4.0", "~1.2", "1.x", ">=1.0.0-rc.1", "<2", " >= 1.4 , < 2 ",
+            "1.*", ">=3",
+            "", "latest", ">=1.4 <2", "=>1", "1.4.0.0", ">=1.4,", ",", "^", "v1",
+        ] {
+            assert_eq!(
+                re.is_match(r),
+                semver::VersionReq::parse(r).is_ok(),
+                "pattern and semver crate disagree on {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names() {
+        let label = Regex::new(DNS_LABEL).unwrap();
+        assert!(label.is_match("edge-net"));
+        assert!(!label.is_match("Edge"));
+        assert!(!label.is_match("-edge"));
+        assert!(!label.is_match("edge.net"));
+        assert!(Regex::new(DNS_SUBDOMAIN).unwrap().is_match("edge.net"));
+    }
+
+    #[test]
+    fn rules_escape_backslashes_for_cel() {
+        assert!(semver().rule.contains(r"\\."), "{}", semver().rule);
+    }
+}

@@ -1,0 +1,1 @@
+//! Pure functions from specs to desired objects: no client, no I/O.
