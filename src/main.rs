@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use strata::runtime::{operator, settings::Settings, telemetry};
 
 /// Strata: versioned infrastructure stacks, network functions and service chains.
 #[derive(Parser)]
@@ -12,15 +13,42 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers (configuration by flags or STRATA_* environment variables).
+    Run(Settings),
     /// Print the CustomResourceDefinitions of every Strata kind as YAML.
     Crds,
     /// Print the version of this build.
     Version,
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     match Cli::parse().command {
-        Command::Crds => print!("{}", strata::api::crds_yaml()),
-        Command::Version => println!("strata {}", env!("CARGO_PKG_VERSION")),
+        Command::Run(settings) => {
+            telemetry::init(&settings);
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                ?settings,
+                "starting strata"
+            );
+            match operator::run(settings).await {
+                Ok(()) => {
+                    tracing::info!("stopped");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    tracing::error!(%message, "strata stopped");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Crds => {
+            print!("{}", strata::api::crds_yaml());
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("strata {}", env!("CARGO_PKG_VERSION"));
+            std::process::ExitCode::SUCCESS
+        }
     }
 }

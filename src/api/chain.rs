@@ -18,11 +18,34 @@ use serde::{Deserialize, Serialize};
     shortname = "sc",
     category = "strata",
     doc = "An ordered chain of NetworkFunctions: traffic enters the first hop and each hop forwards to the next.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Hops", type_ = "integer", json_path = ".status.readyHops", description = "Hops that are Ready at a satisfying version"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.chainVersion", description = "The function versions of the hops, in order"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Hops",
+        type_ = "integer",
+        json_path = ".status.readyHops",
+        description = "Hops that are Ready at a satisfying version"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.chainVersion",
+        description = "The function versions of the hops, in order"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceChainSpec {

@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +26,7 @@ use super::StackRevisionRef;
     shortname = "nf",
     category = "strata",
     doc = "A microservice or cloud native network function deployed onto a Stack, recording the stack version and digest it runs on.",
-    validation = kube::core::Rule::new("size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(kube::core::cel::Message::Message("metadata.name must be a DNS-1035 label of at most 52 characters (it names the function's Deployment and Service)".into())).field_path(".metadata.name"),
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(kube::core::cel::Message::Message("must be a DNS-1035 label of at most 52 characters (lower-case letters, digits and '-', starting with a letter): it names the function's Deployment and Service".into())).field_path(".metadata.name"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
     printcolumn(name = "Stack", type_ = "string", json_path = ".status.deployedWith.stack.name"),
@@ -93,6 +96,40 @@ pub struct NetworkFunctionSpec {
     /// Stop reconciling this function; running pods are left as they are.
     #[serde(default)]
     pub suspend: bool,
+}
+
+/// The CustomResourceDefinition of NetworkFunction.
+///
+/// The derived schema leaves `metadata` out, but the API server only accepts
+/// a rule's `fieldPath` that resolves in the schema, and refuses the whole CRD
+/// otherwise ("fieldPath: Invalid value: \".metadata.name\": must be a valid
+/// path"). Declaring `metadata.name` (the one metadata field a CRD schema may
+/// describe, with `generateName`) lets the name rule report at `metadata.name`
+/// instead of at the object root (`<nil>`).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = NetworkFunction::crd();
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let name = JSONSchemaProps {
+            type_: Some("string".into()),
+            ..Default::default()
+        };
+        root.properties.get_or_insert_with(Default::default).insert(
+            "metadata".into(),
+            JSONSchemaProps {
+                type_: Some("object".into()),
+                properties: Some([("name".to_string(), name)].into()),
+                ..Default::default()
+            },
+        );
+    }
+    crd
 }
 
 fn default_replicas() -> i32 {

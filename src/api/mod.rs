@@ -4,6 +4,11 @@
 //! rules, so that `kubectl apply` refuses bad input at admission with a message
 //! naming the field. Rules that need other objects live in the controllers.
 
+// Each `printcolumn(name = .., type_ = "string", ..)` of `#[kube(...)]` is a
+// separate column, but clippy reads the repeated `type_ = "string"` as a
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod chain;
 pub mod function;
 pub mod record;
@@ -34,7 +39,7 @@ pub const LABEL_NETWORK_FUNCTION: &str = "strata.dev/network-function";
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         Stack::crd(),
-        NetworkFunction::crd(),
+        function::crd(),
         DeploymentRecord::crd(),
         ServiceChain::crd(),
     ]

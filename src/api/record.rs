@@ -22,14 +22,36 @@ use super::StackRevisionRef;
     shortname = "dr",
     category = "strata",
     doc = "An immutable record of one rollout of a NetworkFunction: the function version and the stack version and digest it was deployed with.",
-    printcolumn(name = "Function", type_ = "string", json_path = ".spec.networkFunction.name"),
+    printcolumn(
+        name = "Function",
+        type_ = "string",
+        json_path = ".spec.networkFunction.name"
+    ),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
     printcolumn(name = "Stack", type_ = "string", json_path = ".spec.stack.name"),
-    printcolumn(name = "Stack-Version", type_ = "string", json_path = ".spec.stack.version"),
+    printcolumn(
+        name = "Stack-Version",
+        type_ = "string",
+        json_path = ".spec.stack.version"
+    ),
     printcolumn(name = "Outcome", type_ = "string", json_path = ".status.outcome"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", priority = 1),
-    printcolumn(name = "Digest", type_ = "string", json_path = ".spec.stack.digest", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".spec.stack.digest",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message(kube::core::cel::Message::Message("spec is immutable: a DeploymentRecord is a ledger entry".into())))]
 #[serde(rename_all = "camelCase")]

@@ -22,13 +22,40 @@ use serde::{Deserialize, Serialize};
     shortname = "stk",
     category = "strata",
     doc = "A versioned, immutable unit of infrastructure: Kubernetes resources applied as one unit, parameterised by an inventory.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
-    printcolumn(name = "Applied", type_ = "string", json_path = ".status.version", description = "The version currently applied"),
-    printcolumn(name = "Consumers", type_ = "integer", json_path = ".status.consumers.total"),
-    printcolumn(name = "Digest", type_ = "string", json_path = ".status.digest", priority = 1),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Applied",
+        type_ = "string",
+        json_path = ".status.version",
+        description = "The version currently applied"
+    ),
+    printcolumn(
+        name = "Consumers",
+        type_ = "integer",
+        json_path = ".status.consumers.total"
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.digest",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StackSpec {
@@ -106,7 +133,9 @@ pub struct ConsumerRollout {
 
 impl Default for ConsumerRollout {
     fn default() -> Self {
-        Self { max_concurrent: default_max_concurrent() }
+        Self {
+            max_concurrent: default_max_concurrent(),
+        }
     }
 }
 
@@ -174,7 +203,9 @@ pub struct StackStatus {
 }
 
 /// One object managed by a Stack.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedObject {
     /// API version, e.g. v1.

@@ -1,0 +1,209 @@
+//! DeploymentRecords: one immutable ledger entry per rollout, named
+//! deterministically so that a restarted operator finds, rather than
+//! duplicates, the record of a rollout it had started.
+
+use kube::{
+    Resource, ResourceExt,
+    api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams},
+};
+
+use crate::{
+    Result,
+    api::{
+        DeploymentRecord, DeploymentRecordSpec, DeploymentRecordStatus, LABEL_NETWORK_FUNCTION,
+        LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Outcome, function::Provenance,
+        record::FunctionRef,
+    },
+    controllers::{Ctx, apply_status, conditions},
+    render::{digest::short_hash, label_value},
+};
+
+use super::MANAGER;
+
+/// The name of the record of rolling `target` out after `previous`. The
+/// previous record is part of the name, so rolling back to earlier content is
+/// a new rollout with a new record, while retrying the same rollout (after a
+/// crash) finds the same name.
+pub fn record_name(nf: &NetworkFunction, target: &Provenance, previous: Option<&str>) -> String {
+    let uid = nf.uid().unwrap_or_default();
+    let hash = short_hash(
+        &[
+            &uid,
+            &target.version,
+            &target.image,
+            &target.stack.name,
+            &target.stack.version,
+            &target.stack.digest,
+            &target.config_digest,
+            previous.unwrap_or(""),
+        ],
+        6,
+    );
+    format!("{}-{hash}", nf.name_any())
+}
+
+/// Creates the record of a rollout, or finds it when it already exists.
+/// Returns the record's start time, and whether this call created it.
+pub async fn ensure(
+    ctx: &Ctx,
+    nf: &NetworkFunction,
+    ns: &str,
+    target: &Provenance,
+    previous: Option<&str>,
+) -> Result<(String, bool)> {
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(existing) = api.get_opt(&target.record).await? {
+        return Ok((existing.spec.started_at, false));
+    }
+    let record = DeploymentRecord {
+        metadata: ObjectMeta {
+            name: Some(target.record.clone()),
+            namespace: Some(ns.to_string()),
+            labels: Some(
+                [
+                    (LABEL_NETWORK_FUNCTION.to_string(), nf.name_any()),
+                    (LABEL_STACK.to_string(), label_value(&target.stack.name)),
+                    (
+                        LABEL_STACK_VERSION.to_string(),
+                        label_value(&target.stack.version),
+                    ),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        spec: DeploymentRecordSpec {
+            network_function: FunctionRef {
+                name: nf.name_any(),
+                uid: nf.uid().unwrap_or_default(),
+            },
+            version: target.version.clone(),
+            image: target.image.clone(),
+            stack: target.stack.clone(),
+            config_digest: target.config_digest.clone(),
+            previous_record: previous.map(str::to_string),
+            started_at: conditions::now_rfc3339(),
+        },
+        status: None,
+    };
+    match api.create(&PostParams::default(), &record).await {
+        Ok(created) => {
+            set_outcome(ctx, &created, Outcome::Progressing).await?;
+            Ok((created.spec.started_at, true))
+        }
+        // Another reconcile of the same rollout won the race; its record stands.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Ok((api.get(&target.record).await?.spec.started_at, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Moves the record named `name` to `outcome` unless it is already final.
+pub async fn conclude(ctx: &Ctx, ns: &str, name: &str, outcome: Outcome) -> Result<()> {
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(record) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let current = record
+        .status
+        .as_ref()
+        .map(|s| s.outcome)
+        .unwrap_or_default();
+    let settled = match current {
+        Outcome::Progressing => false,
+        // A succeeded rollout that is replaced becomes Superseded; nothing else moves on.
+        Outcome::Succeeded => outcome != Outcome::Superseded,
+        Outcome::Failed | Outcome::Superseded => true,
+    };
+    if settled || current == outcome {
+        return Ok(());
+    }
+    set_outcome(ctx, &record, outcome).await
+}
+
+async fn set_outcome(ctx: &Ctx, record: &DeploymentRecord, outcome: Outcome) -> Result<()> {
+    let api: Api<DeploymentRecord> =
+        Api::namespaced(ctx.client.clone(), &record.namespace().unwrap_or_default());
+    let generation = record.meta().generation;
+    let mut status = DeploymentRecordStatus {
+        observed_generation: generation,
+        outcome,
+        completed_at: (outcome != Outcome::Progressing).then(conditions::now_rfc3339),
+        ..DeploymentRecordStatus::default()
+    };
+    let message = format!(
+        "rollout of {} {} on stack {} {}",
+        record.spec.network_function.name,
+        record.spec.version,
+        record.spec.stack.name,
+        record.spec.stack.version
+    );
+    match outcome {
+        Outcome::Progressing => conditions::progressing(
+            &mut status.conditions,
+            "Progressing",
+            format!("{message} is in progress"),
+            generation,
+        ),
+        Outcome::Succeeded => conditions::ready(
+            &mut status.conditions,
+            "Succeeded",
+            format!("{message} succeeded"),
+            generation,
+        ),
+        Outcome::Superseded => conditions::ready(
+            &mut status.conditions,
+            "Superseded",
+            format!("{message} was superseded by a later rollout"),
+            generation,
+        ),
+        Outcome::Failed => conditions::stalled(
+            &mut status.conditions,
+            "RolloutFailed",
+            format!("{message} exceeded its progress deadline"),
+            generation,
+        ),
+    }
+    apply_status(&api, record, MANAGER, &status).await
+}
+
+/// Deletes the oldest records of the function beyond the retention setting,
+/// never the record of the current rollout.
+pub async fn prune(ctx: &Ctx, nf: &NetworkFunction, ns: &str, current: &str) -> Result<()> {
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
+    let mut records = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let retention = ctx.settings.record_retention.max(1);
+    if records.len() <= retention {
+        return Ok(());
+    }
+    records.sort_by(|a, b| {
+        (
+            a.spec.started_at.as_str(),
+            a.creation_timestamp().map(|t| t.0),
+        )
+            .cmp(&(
+                b.spec.started_at.as_str(),
+                b.creation_timestamp().map(|t| t.0),
+            ))
+    });
+    let excess = records.len() - retention;
+    for old in records
+        .iter()
+        .filter(|r| r.name_any() != current)
+        .take(excess)
+    {
+        match api.delete(&old.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(record = %old.name_any(), "pruned a DeploymentRecord beyond retention")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The controllers: one module per kind. Each reconcile reads, builds the
+//! desired state with the pure functions of `render`, applies it, and writes
+//! status only when it changed.
+
+pub mod chain;
+pub mod conditions;
+pub mod function;
+pub mod stack;
+
+use std::{collections::HashMap, sync::Arc};
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ObjectReference};
+use kube::{
+    Client, Resource, ResourceExt,
+    api::{Api, Patch, PatchParams},
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::Store,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::Mutex;
+
+use crate::{
+    Error, Result,
+    api::{NetworkFunction, ServiceChain, Stack},
+    runtime::{metrics::Metrics, settings::Settings},
+};
+
+/// The caches of the kinds the controllers read across one another.
+#[derive(Clone)]
+pub struct Stores {
+    /// Every Stack the operator watches.
+    pub stacks: Store<Stack>,
+    /// Every NetworkFunction the operator watches.
+    pub functions: Store<NetworkFunction>,
+    /// Every ServiceChain the operator watches.
+    pub chains: Store<ServiceChain>,
+    /// The Deployments of NetworkFunctions.
+    pub deployments: Store<Deployment>,
+}
+
+/// Everything a reconcile needs, shared by all controllers.
+pub struct Context {
+    /// Client with the operator's own identity.
+    pub client: Client,
+    /// Configuration the client was built from; impersonating clients derive from it.
+    pub config: kube::Config,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Operator settings.
+    pub settings: Settings,
+    /// Caches of the watched kinds.
+    pub stores: Stores,
+    /// Per-controller state that must outlive one reconcile.
+    pub stack_state: stack::State,
+    /// Which consumers are moving to a new Stack version now.
+    pub adoptions: function::resolve::Adoptions,
+    impersonated: Mutex<HashMap<String, Client>>,
+    written_status: std::sync::Mutex<HashMap<String, serde_json::Value>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        config: kube::Config,
+        settings: Settings,
+        metrics: Metrics,
+        stores: Stores,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from("strata"));
+        Self {
+            client,
+            config,
+            recorder,
+            metrics,
+            settings,
+            stores,
+            stack_state: stack::State::default(),
+            adoptions: function::resolve::Adoptions::default(),
+            impersonated: Mutex::default(),
+            written_status: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The status of `obj` as this process last wrote it, else as cached.
+    ///
+    /// A reconcile can be handed an object from the cache before the cache
+    /// has seen this process's own last status write; only the operator
+    /// writes these statuses, so its last write is the fresher truth.
+    pub fn fresh_status<K, S>(&self, obj: &K, cached: Option<&S>) -> S
+    where
+        K: Resource,
+        S: Serialize + DeserializeOwned + Default + Clone,
+    {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        let written = self
+            .written_status
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&uid).cloned());
+        written
+            .and_then(|v| serde_json::from_value(v).ok())
+            .or_else(|| cached.cloned())
+            .unwrap_or_default()
+    }
+
+    /// Remembers the status just written for `obj` (see [`Context::fresh_status`]).
+    pub fn wrote_status<K: Resource, S: Serialize>(&self, obj: &K, status: &S) {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        if let (Ok(mut written), Ok(value)) =
+            (self.written_status.lock(), serde_json::to_value(status))
+        {
+            written.insert(uid, value);
+        }
+    }
+
+    /// Forgets a deleted object's status.
+    pub fn forget_status<K: Resource>(&self, obj: &K) {
+        if let (Ok(mut written), Some(uid)) = (self.written_status.lock(), obj.meta().uid.as_ref())
+        {
+            written.remove(uid);
+        }
+    }
+
+    /// A client that makes every request as ServiceAccount `name` of `namespace`:
+    /// the API server then enforces what that ServiceAccount may do.
+    pub async fn impersonating(&self, namespace: &str, name: &str) -> Result<Client> {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let mut cache = self.impersonated.lock().await;
+        if let Some(client) = cache.get(&user) {
+            return Ok(client.clone());
+        }
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ]);
+        let client = Client::try_from(config)?;
+        cache.insert(user, client.clone());
+        Ok(client)
+    }
+
+    /// Publishes an Event about `obj`. Failing to publish is logged, never fatal.
+    pub async fn publish<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference: ObjectReference = obj.object_ref(&());
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason, "publishing an event failed");
+        }
+    }
+}
+
+/// Writes `status` with server-side apply under `manager`. Fields the manager
+/// no longer sets are removed, unlike with a merge patch.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, manager: &str, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::from)
+}
+
+/// Annotation on each object a controller applies: the digest of what it
+/// applied, so that an unchanged object costs no write.
+pub const APPLIED_DIGEST: &str = "strata.dev/applied-digest";
+
+/// Server-side applies `child` under `manager` unless the live object carries
+/// the same [`APPLIED_DIGEST`]. `live` gives the live metadata when the caller
+/// has it (a cache, a list); when it returns `None` the object is read.
+pub(crate) async fn apply_if_changed<K>(
+    ctx: &Context,
+    ns: &str,
+    manager: &str,
+    mut child: K,
+    live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
+) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let digest =
+        crate::render::digest::canonical_digest(&serde_json::to_value(&child).unwrap_or_default());
+    child
+        .annotations_mut()
+        .insert(APPLIED_DIGEST.into(), digest.clone());
+    let name = child.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let live = match live() {
+        Some(meta) => Some(meta),
+        None => api.get_metadata_opt(&name).await?.map(|m| m.metadata),
+    };
+    if live
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(APPLIED_DIGEST))
+        == Some(&digest)
+    {
+        return Ok(());
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&child),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The namespace of a namespaced object (set on every object the API server returns).
+pub fn namespace_of<K: Resource>(obj: &K) -> Result<String> {
+    obj.meta().namespace.clone().ok_or_else(|| {
+        Error::NotReady(format!(
+            "{} has no namespace",
+            obj.meta().name.clone().unwrap_or_default()
+        ))
+    })
+}
+
+/// Shared handle to the context, as the controller runtime passes it.
+pub type Ctx = Arc<Context>;

@@ -1,0 +1,702 @@
+//! The Stack controller: renders a Stack, checks that its version is
+//! immutable and that every resource is servable and in scope, applies all
+//! resources with server-side apply (as the Stack's ServiceAccount when it
+//! names one), prunes what was dropped, corrects drift, and protects the Stack
+//! from deletion while NetworkFunctions consume it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Client, Resource, ResourceExt,
+    api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
+    discovery::{ApiCapabilities, Scope, pinned_kind},
+    runtime::{controller::Action, events::EventType},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::{Ctx, apply_status, conditions, namespace_of};
+use crate::{
+    Error, Result,
+    api::{
+        LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Stack, StackStatus,
+        stack::{AppliedRevision, Consumers, ManagedObject},
+    },
+    render::stack::{RenderedStack, default_namespace, render_stack},
+};
+
+/// Field manager of everything the Stack controller writes.
+pub const MANAGER: &str = "strata.dev/stack";
+/// Holds a Stack's deletion until no NetworkFunction consumes it.
+pub const FINALIZER: &str = "strata.dev/stack-protection";
+
+/// What the Stack controller remembers between reconciles. Losing it (a
+/// restart) costs one re-apply per Stack, never correctness.
+#[derive(Default)]
+pub struct State {
+    discovery: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+    /// Fingerprint of each managed object as it was right after Strata applied it.
+    fingerprints: Mutex<HashMap<(String, ManagedObject), String>>,
+    /// When each Stack's objects were last compared with their fingerprints.
+    last_drift_check: Mutex<HashMap<String, Instant>>,
+}
+
+/// A resource ready to apply: resolved kind and scope, namespace defaulted, labelled.
+struct Planned {
+    resource: ApiResource,
+    namespaced: bool,
+    id: ManagedObject,
+    object: Value,
+}
+
+/// Reconciles one Stack.
+pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
+    let started = Instant::now();
+    let span = tracing::info_span!("reconcile", kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any());
+    let result = tracing::Instrument::instrument(reconcile_stack(&stack, &ctx), span).await;
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics
+        .reconciled("Stack", label, started.elapsed().as_secs_f64());
+    result
+}
+
+/// What to do after a failed reconcile: a Stalled error waits for a spec change
+/// (the status already says why); anything else is retried with backoff.
+pub fn error_policy(stack: Arc<Stack>, error: &Error, _ctx: Ctx) -> Action {
+    if error.is_stalled() {
+        Action::await_change()
+    } else {
+        tracing::warn!(kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any(), %error, "reconcile failed; retrying");
+        Action::requeue(Duration::from_secs(5))
+    }
+}
+
+async fn reconcile_stack(stack: &Stack, ctx: &Ctx) -> Result<Action> {
+    let ns = namespace_of(stack)?;
+    let api: Api<Stack> = Api::namespaced(ctx.client.clone(), &ns);
+    if stack.meta().deletion_timestamp.is_some() {
+        return finalize(stack, ctx, &api, &ns).await;
+    }
+    if !stack.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = stack.finalizers().to_vec();
+        finalizers.push(FINALIZER.into());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
+        api.patch(
+            &stack.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        // The patch is an event of its own; the next reconcile applies.
+        return Ok(Action::await_change());
+    }
+    if stack.spec.suspend {
+        return Ok(Action::await_change());
+    }
+
+    let old: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
+    let mut status = old.clone();
+    let generation = stack.meta().generation;
+    let outcome = converge(stack, ctx, &ns, &mut status).await;
+    status.consumers = Some(consumers(stack, ctx, &ns, status.version.as_deref()));
+    status.observed_generation = generation;
+    let result = match outcome {
+        Ok(()) => {
+            let version = status.version.clone().unwrap_or_default();
+            let message = format!(
+                "version {version} applied: {} objects, digest {}",
+                status.inventory.len(),
+                status.digest.clone().unwrap_or_default()
+            );
+            conditions::ready(&mut status.conditions, "Applied", message, generation);
+            Ok(Action::requeue(ctx.settings.resync_interval))
+        }
+        Err(error) if error.is_stalled() => {
+            conditions::stalled(
+                &mut status.conditions,
+                error.reason(),
+                error.to_string(),
+                generation,
+            );
+            Err(error)
+        }
+        Err(error) => Err(error),
+    };
+    if status.version != old.version && result.is_ok() {
+        let note = format!(
+            "applied version {} ({})",
+            status.version.clone().unwrap_or_default(),
+            status.digest.clone().unwrap_or_default()
+        );
+        ctx.publish(stack, EventType::Normal, "VersionApplied", "Apply", note)
+            .await;
+    }
+    publish_failure_once(stack, ctx, &old, &status).await;
+    if status != old {
+        apply_status(&api, stack, MANAGER, &status).await?;
+        ctx.wrote_status(stack, &status);
+    }
+    record_consumer_metrics(ctx, &ns, stack, &status);
+    result
+}
+
+/// Publishes a Warning Event when the Stalled condition appears or changes, once.
+async fn publish_failure_once(stack: &Stack, ctx: &Ctx, old: &StackStatus, new: &StackStatus) {
+    let before =
+        conditions::get(&old.conditions, conditions::STALLED).map(|c| (&c.reason, &c.message));
+    if let Some(c) = conditions::get(&new.conditions, conditions::STALLED)
+        && before != Some((&c.reason, &c.message))
+    {
+        ctx.publish(
+            stack,
+            EventType::Warning,
+            &c.reason,
+            "Reconcile",
+            c.message.clone(),
+        )
+        .await;
+    }
+}
+
+/// Renders, validates and applies the Stack, updating `status` with what was applied.
+async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) -> Result<()> {
+    let rendered = render_stack(&stack.spec)?;
+    check_immutable(&rendered, status)?;
+    let planned = plan(stack, ctx, ns, &rendered).await?;
+
+    let client = match &stack.spec.service_account_name {
+        Some(sa) => ctx.impersonating(ns, sa).await?,
+        None => ctx.client.clone(),
+    };
+    let content_changed = status.digest.as_deref() != Some(rendered.digest.as_str())
+        || status.version.as_deref() != Some(rendered.version.as_str());
+    let stack_uid = stack.uid().unwrap_or_default();
+    let check_drift = content_changed || drift_check_due(ctx, &stack_uid).await;
+    if check_drift {
+        for item in &planned {
+            apply_if_drifted(stack, ctx, &client, ns, item, content_changed).await?;
+        }
+    }
+
+    let inventory: BTreeSet<ManagedObject> = planned.iter().map(|p| p.id.clone()).collect();
+    if stack.spec.prune {
+        for gone in status.inventory.iter().filter(|o| !inventory.contains(o)) {
+            delete_managed(ctx, &client, stack, gone).await?;
+        }
+    }
+    status.inventory = inventory.into_iter().collect();
+    status.outputs = rendered.outputs.clone();
+    if content_changed {
+        remember(status, &rendered, stack.spec.history_limit);
+    }
+    status.version = Some(rendered.version);
+    status.digest = Some(rendered.digest);
+    Ok(())
+}
+
+/// Refuses a version whose content differs from what was applied under it.
+fn check_immutable(rendered: &RenderedStack, status: &StackStatus) -> Result<()> {
+    match status
+        .history
+        .iter()
+        .find(|h| h.version == rendered.version)
+    {
+        Some(applied) if applied.digest != rendered.digest => Err(Error::VersionConflict(format!(
+            "version {} was applied with digest {} and its content now has digest {}; an applied version is immutable, so bump spec.version",
+            rendered.version, applied.digest, rendered.digest
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Puts the applied version first in the history (a rollback moves an earlier
+/// entry to the front and keeps its first application time).
+fn remember(status: &mut StackStatus, rendered: &RenderedStack, limit: i32) {
+    let entry = match status
+        .history
+        .iter()
+        .position(|h| h.version == rendered.version)
+    {
+        Some(i) => status.history.remove(i),
+        None => AppliedRevision {
+            version: rendered.version.clone(),
+            digest: rendered.digest.clone(),
+            applied_at: conditions::now_rfc3339(),
+        },
+    };
+    status.history.insert(0, entry);
+    status
+        .history
+        .truncate(usize::try_from(limit.max(1)).unwrap_or(1));
+}
+
+/// Resolves every resource's kind and scope before anything is applied, so a
+/// bad resource leaves the cluster untouched.
+async fn plan(
+    stack: &Stack,
+    ctx: &Ctx,
+    ns: &str,
+    rendered: &RenderedStack,
+) -> Result<Vec<Planned>> {
+    let mut planned = Vec::with_capacity(rendered.resources.len());
+    for (index, resource) in rendered.resources.iter().enumerate() {
+        let mut object = resource.clone();
+        let api_version = object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.clone()),
+        };
+        let gvk = GroupVersionKind::gvk(&group, &version, &kind);
+        let (resource, caps) = discover(ctx, &gvk).await.map_err(|e| match e {
+            Error::Kube(kube::Error::Discovery(_)) => unknown_kind(index, &api_version, &kind),
+            Error::Kube(kube::Error::Api(s)) if s.code == 404 => {
+                unknown_kind(index, &api_version, &kind)
+            }
+            other => other,
+        })?;
+        let namespaced = caps.scope == Scope::Namespaced;
+        if namespaced {
+            default_namespace(&mut object, ns);
+        }
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
+        if !ctx.settings.allow_cross_namespace {
+            if !namespaced {
+                return Err(Error::OutOfScope(format!(
+                    "spec.resources[{index}] ({kind}/{name}) is cluster-scoped; the operator only allows objects in the Stack's namespace {ns}"
+                )));
+            }
+            if namespace.as_deref() != Some(ns) {
+                return Err(Error::OutOfScope(format!(
+                    "spec.resources[{index}] ({kind}/{name}) is in namespace {}; the operator only allows objects in the Stack's namespace {ns}",
+                    namespace.unwrap_or_default()
+                )));
+            }
+        }
+        label(
+            &mut object,
+            stack,
+            namespaced && namespace.as_deref() == Some(ns),
+        );
+        planned.push(Planned {
+            resource,
+            namespaced,
+            id: ManagedObject {
+                api_version,
+                kind,
+                namespace: namespace.filter(|_| namespaced),
+                name,
+            },
+            object,
+        });
+    }
+    Ok(planned)
+}
+
+fn unknown_kind(index: usize, api_version: &str, kind: &str) -> Error {
+    Error::UnknownKind(format!(
+        "spec.resources[{index}]: the API server does not serve kind {kind} in {api_version}; install its CustomResourceDefinition or fix apiVersion/kind"
+    ))
+}
+
+/// Resolves a kind through discovery, caching hits (misses are retried, so a
+/// CRD installed later is found).
+async fn discover(ctx: &Ctx, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
+    if let Some(found) = ctx.stack_state.discovery.lock().await.get(gvk) {
+        return Ok(found.clone());
+    }
+    let found = pinned_kind(&ctx.client, gvk).await?;
+    ctx.stack_state
+        .discovery
+        .lock()
+        .await
+        .insert(gvk.clone(), found.clone());
+    Ok(found)
+}
+
+/// Adds the Stack labels and, for objects in the Stack's namespace, an owner reference.
+fn label(object: &mut Value, stack: &Stack, owned: bool) {
+    let metadata = &mut object["metadata"];
+    if !metadata["labels"].is_object() {
+        metadata["labels"] = json!({});
+    }
+    metadata["labels"][LABEL_STACK] = json!(stack.name_any());
+    metadata["labels"][LABEL_STACK_VERSION] = json!(stack.spec.version);
+    if owned && let Some(owner) = stack.controller_owner_ref(&()) {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+}
+
+/// Whether this Stack's objects are due for a drift check.
+async fn drift_check_due(ctx: &Ctx, stack_uid: &str) -> bool {
+    let mut last = ctx.stack_state.last_drift_check.lock().await;
+    let due = last.get(stack_uid).is_none_or(|at| {
+        at.elapsed()
+            >= ctx
+                .settings
+                .resync_interval
+                .saturating_sub(Duration::from_secs(1))
+    });
+    if due {
+        last.insert(stack_uid.to_string(), Instant::now());
+    }
+    due
+}
+
+/// Applies `item` when the content is new, or when the live object no longer
+/// matches what Strata applied (edited or deleted by someone else: drift).
+async fn apply_if_drifted(
+    stack: &Stack,
+    ctx: &Ctx,
+    client: &Client,
+    ns: &str,
+    item: &Planned,
+    content_changed: bool,
+) -> Result<()> {
+    let api = dynamic_api(client, item);
+    let key = (stack.uid().unwrap_or_default(), item.id.clone());
+    if !content_changed {
+        let remembered = ctx.stack_state.fingerprints.lock().await.get(&key).cloned();
+        let live = api
+            .get_opt(&item.id.name)
+            .await
+            .map_err(|e| forbidden(stack, ns, item, "get", e))?;
+        let drifted = match (&live, &remembered) {
+            (None, _) => true,
+            (Some(live), Some(fingerprint)) => {
+                &fingerprint_of(
+                    &item.object,
+                    &serde_json::to_value(live).unwrap_or_default(),
+                ) != fingerprint
+            }
+            // Not remembered (the operator restarted): apply once, without counting drift.
+            (Some(_), None) => false,
+        };
+        if remembered.is_some() && !drifted {
+            return Ok(());
+        }
+        if drifted {
+            tracing::info!(kind = %item.id.kind, name = %item.id.name, stack = %stack.name_any(), "correcting drift of a managed object");
+            ctx.metrics
+                .drift_corrections
+                .with_label_values(&[ns, &stack.name_any()])
+                .inc();
+        }
+    }
+    let applied = api
+        .patch(
+            &item.id.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&item.object),
+        )
+        .await
+        .map_err(|e| forbidden(stack, ns, item, "patch", e))?;
+    let fingerprint = fingerprint_of(
+        &item.object,
+        &serde_json::to_value(&applied).unwrap_or_default(),
+    );
+    ctx.stack_state
+        .fingerprints
+        .lock()
+        .await
+        .insert(key, fingerprint);
+    Ok(())
+}
+
+fn dynamic_api(client: &Client, item: &Planned) -> Api<DynamicObject> {
+    match (&item.id.namespace, item.namespaced) {
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &item.resource),
+        _ => Api::all_with(client.clone(), &item.resource),
+    }
+}
+
+/// Maps a 403 to `Forbidden`, naming the ServiceAccount, verb and object.
+fn forbidden(stack: &Stack, ns: &str, item: &Planned, verb: &str, error: kube::Error) -> Error {
+    match &error {
+        kube::Error::Api(s) if s.code == 403 => {
+            let who = match &stack.spec.service_account_name {
+                Some(sa) => format!("ServiceAccount {ns}/{sa}"),
+                None => "the operator".to_string(),
+            };
+            let target = match &item.id.namespace {
+                Some(n) => format!("{} {n}/{}", item.id.kind, item.id.name),
+                None => format!("{} {}", item.id.kind, item.id.name),
+            };
+            Error::Forbidden(format!(
+                "{who} may not {verb} {target}; grant it that permission or remove the resource from spec.resources"
+            ))
+        }
+        _ => Error::Kube(error),
+    }
+}
+
+/// The values of `live` at every leaf path that `desired` sets. Server-side
+/// defaults and formatting are included as the server returns them, so the
+/// fingerprint only changes when someone changes what Strata declared.
+fn fingerprint_of(desired: &Value, live: &Value) -> String {
+    fn walk(desired: &Value, live: &Value, path: &mut String, out: &mut BTreeMap<String, Value>) {
+        match desired {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(key);
+                    walk(value, live.get(key).unwrap_or(&Value::Null), path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {
+                out.insert(path.clone(), live.clone());
+            }
+        }
+    }
+    let mut leaves = BTreeMap::new();
+    walk(desired, live, &mut String::new(), &mut leaves);
+    let encoded = serde_json::to_vec(&leaves).unwrap_or_default();
+    format!("{:x}", Sha256::digest(&encoded))
+}
+
+async fn delete_managed(
+    ctx: &Ctx,
+    client: &Client,
+    stack: &Stack,
+    object: &ManagedObject,
+) -> Result<()> {
+    let (group, version) = match object.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", object.api_version.as_str()),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, &object.kind);
+    let (resource, caps) = match discover(ctx, &gvk).await {
+        Ok(found) => found,
+        // The kind is gone (its CRD was removed), and so are its objects.
+        Err(Error::Kube(kube::Error::Discovery(_))) => return Ok(()),
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let item = Planned {
+        resource,
+        namespaced: caps.scope == Scope::Namespaced,
+        id: object.clone(),
+        object: Value::Null,
+    };
+    let ns = stack.namespace().unwrap_or_default();
+    match dynamic_api(client, &item)
+        .delete(&object.name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(kind = %object.kind, name = %object.name, stack = %stack.name_any(), "pruned an object dropped from the stack");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(forbidden(stack, &ns, &item, "delete", e)),
+    }
+}
+
+/// NetworkFunctions in the Stack's namespace that reference it.
+fn consumer_functions(ctx: &Ctx, ns: &str, name: &str) -> Vec<Arc<NetworkFunction>> {
+    let mut found: Vec<_> = ctx
+        .stores
+        .functions
+        .state()
+        .into_iter()
+        .filter(|nf| nf.namespace().as_deref() == Some(ns) && nf.spec.stack_ref.name == name)
+        .collect();
+    found.sort_by_key(|nf| nf.name_any());
+    found
+}
+
+fn consumers(stack: &Stack, ctx: &Ctx, ns: &str, version: Option<&str>) -> Consumers {
+    let all = consumer_functions(ctx, ns, &stack.name_any());
+    let on_current = all
+        .iter()
+        .filter(|nf| {
+            nf.status
+                .as_ref()
+                .and_then(|s| s.deployed_with.as_ref())
+                .map(|d| d.stack.version.as_str())
+                == version
+                && version.is_some()
+        })
+        .count();
+    Consumers {
+        total: i32::try_from(all.len()).unwrap_or(i32::MAX),
+        on_current_version: i32::try_from(on_current).unwrap_or(i32::MAX),
+    }
+}
+
+fn record_consumer_metrics(ctx: &Ctx, ns: &str, stack: &Stack, status: &StackStatus) {
+    let mut by_version: BTreeMap<String, i64> = status
+        .history
+        .iter()
+        .map(|h| (h.version.clone(), 0))
+        .collect();
+    for nf in consumer_functions(ctx, ns, &stack.name_any()) {
+        if let Some(d) = nf.status.as_ref().and_then(|s| s.deployed_with.as_ref()) {
+            *by_version.entry(d.stack.version.clone()).or_default() += 1;
+        }
+    }
+    for (version, count) in by_version {
+        ctx.metrics
+            .stack_consumers
+            .with_label_values(&[ns, &stack.name_any(), &version])
+            .set(count);
+    }
+}
+
+/// Deletion: wait while NetworkFunctions consume the Stack, then delete what it manages.
+async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Result<Action> {
+    if !stack.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let users = consumer_functions(ctx, ns, &stack.name_any());
+    if !users.is_empty() {
+        let names: Vec<String> = users.iter().map(|nf| nf.name_any()).collect();
+        let old: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
+        let mut status = old.clone();
+        let message = format!(
+            "deletion waits: NetworkFunctions {} still use stack {}; delete them or point them at another stack",
+            names.join(", "),
+            stack.name_any()
+        );
+        conditions::set(
+            &mut status.conditions,
+            conditions::READY,
+            false,
+            "InUse",
+            message.clone(),
+            stack.meta().generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            conditions::RECONCILING,
+            true,
+            "InUse",
+            message.clone(),
+            stack.meta().generation,
+        );
+        if status != old {
+            ctx.publish(stack, EventType::Warning, "InUse", "Delete", message)
+                .await;
+            apply_status(api, stack, MANAGER, &status).await?;
+            ctx.wrote_status(stack, &status);
+        }
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    if stack.spec.prune {
+        let client = match &stack.spec.service_account_name {
+            Some(sa) => ctx.impersonating(ns, sa).await?,
+            None => ctx.client.clone(),
+        };
+        let status: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
+        for object in &status.inventory {
+            delete_managed(ctx, &client, stack, object).await?;
+        }
+    }
+    let finalizers: Vec<&String> = stack
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
+    match api
+        .patch(
+            &stack.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.forget_status(stack);
+    let uid = stack.uid().unwrap_or_default();
+    ctx.stack_state
+        .fingerprints
+        .lock()
+        .await
+        .retain(|(owner, _), _| owner != &uid);
+    ctx.stack_state.last_drift_check.lock().await.remove(&uid);
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_fields_strata_does_not_declare() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "y"}, "uid": "u1"}, "data": {"k": "v"}});
+        let edited_elsewhere = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "z"}, "uid": "u1"}, "data": {"k": "v"}});
+        let edited_ours =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "changed"}});
+        assert_eq!(
+            fingerprint_of(&desired, &live),
+            fingerprint_of(&desired, &edited_elsewhere)
+        );
+        assert_ne!(
+            fingerprint_of(&desired, &live),
+            fingerprint_of(&desired, &edited_ours)
+        );
+    }
+
+    fn rendered(version: &str, digest: &str) -> RenderedStack {
+        RenderedStack {
+            version: version.into(),
+            digest: digest.into(),
+            resources: vec![],
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_applied_version_is_immutable_but_rollback_is_allowed() {
+        let mut status = StackStatus::default();
+        remember(&mut status, &rendered("1.4.0", "sha256:a"), 10);
+        remember(&mut status, &rendered("1.5.0", "sha256:b"), 10);
+        let err = check_immutable(&rendered("1.4.0", "sha256:c"), &status).unwrap_err();
+        assert_eq!(err.reason(), "VersionConflict");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("1.4.0") && msg.contains("sha256:a") && msg.contains("sha256:c"),
+            "{msg}"
+        );
+        assert!(check_immutable(&rendered("1.4.0", "sha256:a"), &status).is_ok());
+        remember(&mut status, &rendered("1.4.0", "sha256:a"), 10);
+        let versions: Vec<_> = status.history.iter().map(|h| h.version.as_str()).collect();
+        assert_eq!(versions, ["1.4.0", "1.5.0"]);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut status = StackStatus::default();
+        for minor in 0..5 {
+            remember(
+                &mut status,
+                &rendered(&format!("1.{minor}.0"), &format!("sha256:{minor}")),
+                3,
+            );
+        }
+        let versions: Vec<_> = status.history.iter().map(|h| h.version.as_str()).collect();
+        assert_eq!(versions, ["1.4.0", "1.3.0", "1.2.0"]);
+    }
+}

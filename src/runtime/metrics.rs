@@ -1,0 +1,142 @@
+//! Prometheus metrics. The names are normative (see the API contract).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric Strata exports, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles by kind and result (`success` or an error reason).
+    pub reconcile_total: IntCounterVec,
+    /// Reconcile durations by kind.
+    pub reconcile_duration: HistogramVec,
+    /// What runs on what: 1 per NetworkFunction with its version and stack version.
+    pub networkfunction_info: IntGaugeVec,
+    /// From a spec change being observed to Ready.
+    pub deploy_cycle: HistogramVec,
+    /// From Ready=False to Ready=True.
+    pub recovery: HistogramVec,
+    /// NetworkFunctions consuming each Stack version.
+    pub stack_consumers: IntGaugeVec,
+    /// Managed objects found edited or deleted by someone else, and restored.
+    pub drift_corrections: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const CYCLE_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconcile_total = IntCounterVec::new(
+            Opts::new("strata_reconcile_total", "Reconciles by kind and result"),
+            &["kind", "result"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "strata_reconcile_duration_seconds",
+                "Reconcile duration by kind",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let networkfunction_info = IntGaugeVec::new(
+            Opts::new(
+                "strata_networkfunction_info",
+                "Each NetworkFunction with its version and the stack version it was deployed with",
+            ),
+            &["namespace", "name", "version", "stack", "stack_version"],
+        )
+        .expect("valid metric");
+        let deploy_cycle = HistogramVec::new(
+            HistogramOpts::new(
+                "strata_deploy_cycle_seconds",
+                "Time from a change being observed to the NetworkFunction being Ready",
+            )
+            .buckets(CYCLE_BUCKETS.to_vec()),
+            &[],
+        )
+        .expect("valid metric");
+        let recovery = HistogramVec::new(
+            HistogramOpts::new(
+                "strata_recovery_seconds",
+                "Time from a NetworkFunction becoming not Ready to Ready again",
+            )
+            .buckets(CYCLE_BUCKETS.to_vec()),
+            &[],
+        )
+        .expect("valid metric");
+        let stack_consumers = IntGaugeVec::new(
+            Opts::new(
+                "strata_stack_consumers",
+                "NetworkFunctions deployed on each Stack version",
+            ),
+            &["namespace", "stack", "version"],
+        )
+        .expect("valid metric");
+        let drift_corrections = IntCounterVec::new(
+            Opts::new(
+                "strata_stack_drift_corrections_total",
+                "Objects managed by a Stack found changed or deleted by someone else and restored",
+            ),
+            &["namespace", "stack"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(networkfunction_info.clone()),
+            Box::new(deploy_cycle.clone()),
+            Box::new(recovery.clone()),
+            Box::new(stack_consumers.clone()),
+            Box::new(drift_corrections.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_duration,
+            networkfunction_info,
+            deploy_cycle,
+            recovery,
+            stack_consumers,
+            drift_corrections,
+        }
+    }
+
+    /// Counts one reconcile of `kind` and observes its duration.
+    pub fn reconciled(&self, kind: &str, result: &str, seconds: f64) {
+        self.reconcile_total
+            .with_label_values(&[kind, result])
+            .inc();
+        self.reconcile_duration
+            .with_label_values(&[kind])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding never fails");
+        String::from_utf8(buffer).expect("text exposition is UTF-8")
+    }
+}

@@ -1,0 +1,8 @@
+//! The operator process: settings, metrics, health, telemetry, leader election.
+
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
+pub mod settings;
+pub mod telemetry;

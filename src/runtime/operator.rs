@@ -1,0 +1,433 @@
+//! `strata run`: the controllers, the metrics and health server, leader
+//! election and graceful shutdown, as one process.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{FutureExt, StreamExt, future::Shared};
+use k8s_openapi::api::{apps::v1::Deployment, networking::v1::NetworkPolicy};
+use kube::{
+    Client, Resource, ResourceExt,
+    api::Api,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Config as ControllerConfig,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+use super::{
+    health::{self, Health, Readiness},
+    leader::{Attempt, LeaderElector, RETRY_PERIOD},
+    metrics::Metrics,
+    settings::Settings,
+};
+use crate::{
+    api::{NetworkFunction, ServiceChain, Stack},
+    controllers::{Context, Stores, chain, function, stack},
+    render::chain::LABEL_SERVICE_CHAIN,
+};
+
+type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> anyhow_free::Result<()> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+    let client =
+        Client::try_from(config.clone()).map_err(|e| format!("cannot build a client: {e}"))?;
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let listener = TcpListener::bind(settings.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.metrics_addr))?;
+    tracing::info!(addr = %settings.metrics_addr, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(health::serve(listener, metrics.clone(), health.clone()));
+
+    let shutdown: Shutdown = shutdown_signal().boxed().shared();
+    let elector = if settings.leader_election {
+        let elector = elector(&client, &settings);
+        health.set(Readiness::Standby);
+        tokio::select! {
+            () = lead(&elector) => {}
+            () = shutdown.clone() => return Ok(()),
+        }
+        tracing::info!(identity = elector.identity(), "became leader");
+        Some(elector)
+    } else {
+        None
+    };
+
+    let lost = match &elector {
+        Some(e) => keep_leading(e.clone()).boxed(),
+        None => futures::future::pending().boxed(),
+    };
+    let controllers = controllers(client, config, settings, metrics, health, shutdown.clone());
+    let outcome = tokio::select! {
+        () = controllers => Ok(()),
+        () = lost => Err("lost the leader lease; exiting so that only one replica reconciles".to_string()),
+    };
+    if let Some(elector) = elector {
+        match elector.release().await {
+            Ok(()) => tracing::info!("released the leader lease"),
+            Err(error) => tracing::warn!(%error, "releasing the leader lease failed"),
+        }
+    }
+    outcome
+}
+
+/// Errors of the process entry point are shown to a person: plain text.
+pub mod anyhow_free {
+    /// A process-level result with a message for the operator's user.
+    pub type Result<T> = std::result::Result<T, String>;
+}
+
+fn elector(client: &Client, settings: &Settings) -> LeaderElector {
+    let namespace = settings
+        .lease_namespace
+        .clone()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
+        .unwrap_or_else(|| "default".into());
+    let identity = settings.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("strata-{}", std::process::id()))
+    });
+    LeaderElector::new(
+        client.clone(),
+        namespace.trim(),
+        &settings.lease_name,
+        &identity,
+    )
+}
+
+/// Returns once this replica holds the lease.
+async fn lead(elector: &LeaderElector) {
+    let mut last_holder = None;
+    loop {
+        match elector.try_acquire_or_renew().await {
+            Ok(Attempt::Leading) => return,
+            Ok(Attempt::Following(holder)) => {
+                if last_holder.as_ref() != Some(&holder) {
+                    tracing::info!(%holder, "standing by: another replica leads");
+                    last_holder = Some(holder);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "leader election failed; retrying"),
+        }
+        tokio::time::sleep(RETRY_PERIOD).await;
+    }
+}
+
+/// Renews the lease; returns when it was lost (another holder, or no renewal
+/// within the lease duration).
+async fn keep_leading(elector: LeaderElector) {
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(RETRY_PERIOD).await;
+        match elector.try_acquire_or_renew().await {
+            Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
+            Ok(Attempt::Following(holder)) => {
+                tracing::error!(%holder, "another replica took the lease");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "renewing the leader lease failed");
+                if last_renewal.elapsed() >= super::leader::LEASE_DURATION - RETRY_PERIOD {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight reconciles");
+}
+
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+fn api<K>(client: &Client, settings: &Settings) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    match settings.namespaces.as_slice() {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    }
+}
+
+/// Whether an object is in a namespace this operator watches.
+fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
+    settings.namespaces.is_empty()
+        || namespace.is_some_and(|ns| settings.namespaces.iter().any(|w| w == ns))
+}
+
+/// Builds and runs every controller until shutdown.
+async fn controllers(
+    client: Client,
+    config: kube::Config,
+    settings: Settings,
+    metrics: Metrics,
+    health: Health,
+    shutdown: Shutdown,
+) {
+    let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
+
+    // Deployments of NetworkFunctions: a cache for reads, and a trigger for their owners.
+    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let deployment_api: Api<Deployment> = api(&client, &settings);
+    let deployment_events = reflector::reflector(
+        deployment_writer,
+        watcher(
+            deployment_api,
+            watch_config().labels("app.kubernetes.io/managed-by=strata"),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (chains, chain_writer) = reflector::store::<ServiceChain>();
+    let chain_events = reflector::reflector(
+        chain_writer,
+        watcher(api::<ServiceChain>(&client, &settings), watch_config()),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let stack_controller = Controller::new(api::<Stack>(&client, &settings), watch_config())
+        .with_config(controller_config.clone());
+    let function_controller =
+        Controller::new(api::<NetworkFunction>(&client, &settings), watch_config())
+            .with_config(controller_config.clone());
+    let chain_controller = Controller::new(api::<ServiceChain>(&client, &settings), watch_config())
+        .with_config(controller_config);
+    let stacks = stack_controller.store();
+    let functions = function_controller.store();
+    let stores = Stores {
+        stacks: stacks.clone(),
+        functions: functions.clone(),
+        chains: chains.clone(),
+        deployments,
+    };
+
+    // A function's change concerns its stack (consumer counts).
+    let stack_controller = stack_controller.watches(
+        api::<NetworkFunction>(&client, &settings),
+        watch_config(),
+        |nf| Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?)),
+    );
+    // A stack's change concerns its consumers; a function's change concerns its
+    // dependents, the consumers of its stack queued behind it, and the hops before it.
+    let consumers_of = functions.clone();
+    let related = functions.clone();
+    let chains_of = chains.clone();
+    let function_controller = function_controller
+        .watches(
+            api::<Stack>(&client, &settings),
+            watch_config(),
+            move |stack| {
+                let ns = stack.namespace();
+                let name = stack.name_any();
+                consumers_of
+                    .state()
+                    .into_iter()
+                    .filter(|nf| nf.namespace() == ns && nf.spec.stack_ref.name == name)
+                    .map(|nf| ObjectRef::from_obj(&*nf))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            api::<NetworkFunction>(&client, &settings),
+            watch_config(),
+            move |changed| related_functions(&related, &chains_of, &changed),
+        )
+        .owns_stream(deployment_events)
+        .watches_stream(chain_events, |chain| {
+            let ns = chain.namespace().unwrap_or_default();
+            chain
+                .spec
+                .hops
+                .iter()
+                .map(|h| ObjectRef::<NetworkFunction>::new(&h.network_function).within(&ns))
+                .collect::<Vec<_>>()
+        });
+
+    // A function's change concerns the chains it is a hop of (its version and
+    // readiness); the chain's NetworkPolicies are its children.
+    let hops_of = chain_controller.store();
+    let chain_controller = chain_controller
+        .watches(
+            api::<NetworkFunction>(&client, &settings),
+            watch_config(),
+            move |nf| chains_with_hop(&hops_of, &nf),
+        )
+        .owns(
+            api::<NetworkPolicy>(&client, &settings),
+            watch_config().labels(LABEL_SERVICE_CHAIN),
+        );
+
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        settings.clone(),
+        metrics,
+        stores.clone(),
+    ));
+    {
+        let stores = stores.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let synced = async {
+                synced(&stores.stacks).await;
+                synced(&stores.functions).await;
+                synced(&stores.chains).await;
+                synced(&stores.deployments).await;
+            };
+
+            if tokio::time::timeout(Duration::from_secs(300), synced)
+                .await
+                .is_ok()
+            {
+                tracing::info!("caches synced; reconciling");
+                health.set(Readiness::Leading);
+            }
+        });
+    }
+
+    let filter = settings.clone();
+    let stacks_run = stack_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            move |obj, ctx| {
+                let ours = watched(&filter, obj.namespace().as_deref());
+                async move {
+                    if ours {
+                        stack::reconcile(obj, ctx).await
+                    } else {
+                        Ok(kube::runtime::controller::Action::await_change())
+                    }
+                }
+            },
+            stack::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let filter = settings.clone();
+    let functions_run = function_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            move |obj, ctx| {
+                let ours = watched(&filter, obj.namespace().as_deref());
+                async move {
+                    if ours {
+                        function::reconcile(obj, ctx).await
+                    } else {
+                        Ok(kube::runtime::controller::Action::await_change())
+                    }
+                }
+            },
+            function::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let filter = settings.clone();
+    let chains_run = chain_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            move |obj, ctx| {
+                let ours = watched(&filter, obj.namespace().as_deref());
+                async move {
+                    if ours {
+                        chain::reconcile(obj, ctx).await
+                    } else {
+                        Ok(kube::runtime::controller::Action::await_change())
+                    }
+                }
+            },
+            chain::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    futures::join!(stacks_run, functions_run, chains_run);
+}
+
+/// The chains in `function`'s namespace that have it as a hop.
+fn chains_with_hop(
+    chains: &reflector::Store<ServiceChain>,
+    function: &NetworkFunction,
+) -> Vec<ObjectRef<ServiceChain>> {
+    let ns = function.namespace();
+    let name = function.name_any();
+    chains
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace() == ns && c.spec.hops.iter().any(|h| h.network_function == name))
+        .map(|c| ObjectRef::from_obj(&*c))
+        .collect()
+}
+
+/// Returns once `store` has seen its initial list. (The readiness signal is
+/// re-checked on a short period: a wake-up of the first waiter was observed
+/// to be lost when the store became ready during the first poll.)
+async fn synced<K>(store: &reflector::Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+/// The functions to reconcile when `changed` changed: those that depend on it,
+/// the consumers of its stack (a queued consumer may move once it is Ready),
+/// and the hops before it in a chain (their next-hop address may change).
+fn related_functions(
+    functions: &reflector::Store<NetworkFunction>,
+    chains: &reflector::Store<ServiceChain>,
+    changed: &NetworkFunction,
+) -> Vec<ObjectRef<NetworkFunction>> {
+    let ns = changed.namespace();
+    let name = changed.name_any();
+    let mut refs: Vec<ObjectRef<NetworkFunction>> = functions
+        .state()
+        .into_iter()
+        .filter(|nf| nf.namespace() == ns && nf.name_any() != name)
+        .filter(|nf| {
+            nf.spec.depends_on.iter().any(|d| d.name == name)
+                || nf.spec.stack_ref.name == changed.spec.stack_ref.name
+        })
+        .map(|nf| ObjectRef::from_obj(&*nf))
+        .collect();
+    for chain in chains.state().into_iter().filter(|c| c.namespace() == ns) {
+        let hops = &chain.spec.hops;
+        for pair in hops.windows(2) {
+            if pair[1].network_function == name {
+                refs.push(
+                    ObjectRef::<NetworkFunction>::new(&pair[0].network_function)
+                        .within(ns.as_deref().unwrap_or_default()),
+                );
+            }
+        }
+    }
+    refs
+}
