@@ -38,8 +38,7 @@ use super::StackRevisionRef;
     printcolumn(
         name = "Ready",
         type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        priority = 1
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
         name = "Digest",
@@ -59,6 +58,8 @@ pub struct DeploymentRecordSpec {
     /// The NetworkFunction that was rolled out.
     pub network_function: FunctionRef,
     /// The function version rolled out.
+    #[x_kube(validation = super::rules::semver())]
+    #[schemars(length(max = 128))]
     pub version: String,
     /// The container image rolled out.
     pub image: String,
