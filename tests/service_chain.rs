@@ -47,13 +47,9 @@ const REORDERED: [Hop; 3] = [
 
 #[tokio::test]
 async fn service_chain_wires_isolates_reorders_and_unwires() {
-    let t0 = std::time::Instant::now();
     let client = client().await;
-    eprintln!("T1 line 50: {:?}", t0.elapsed());
     install_crds(&client).await;
-    eprintln!("T2 line 51: {:?}", t0.elapsed());
     let ns = TestNamespace::create(&client, "service-chain").await;
-    eprintln!("T3 line 52: {:?}", t0.elapsed());
     let mut operator = Operator::start(ns.name());
     let n = ns.name().to_string();
     let chains: Api<ServiceChain> = ns.api();
@@ -67,7 +63,6 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
         ]},
     }))
     .await;
-    eprintln!("T4 line 66: {:?}", t0.elapsed());
     for (name, version, port, protocol) in FUNCTIONS {
         apply(&ns.api::<NetworkFunction>(), name, json!({
             "apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "metadata": {"name": name},
@@ -82,11 +77,9 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
         .await;
     }
     apply(&chains, CHAIN, chain(&ORDER, true)).await;
-    eprintln!("T5 line 80: {:?}", t0.elapsed());
 
     // Ready, with every hop's versions.
     let ready = wait_for_chain(&chains, "True").await;
-    eprintln!("T6 line 83: {:?}", t0.elapsed());
     let status = serde_json::to_value(&ready.status).unwrap();
     assert_eq!(
         status["hops"],
@@ -106,28 +99,20 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
 
     // Each hop's pods know the next hop; the last knows none.
     wait_for_wiring(&deployments, &n, &ORDER).await;
-    eprintln!("T7 line 102: {:?}", t0.elapsed());
     wait_for_policies(&policies, &ORDER, ready.meta().uid.as_deref().unwrap()).await;
-    eprintln!("T8 line 103: {:?}", t0.elapsed());
     operator.assert_running();
 
     // Reorder: only the hops whose next hop changed roll.
     let before = templates(&deployments).await;
-    eprintln!("T9 line 107: {:?}", t0.elapsed());
     apply(&chains, CHAIN, chain(&REORDERED, true)).await;
-    eprintln!("T10 line 108: {:?}", t0.elapsed());
     wait_for_wiring(&deployments, &n, &REORDERED).await;
-    eprintln!("T11 line 109: {:?}", t0.elapsed());
     wait_for_policies(&policies, &REORDERED, ready.meta().uid.as_deref().unwrap()).await;
-    eprintln!("T12 line 110: {:?}", t0.elapsed());
     let reordered = wait_for_chain(&chains, "True").await;
-    eprintln!("T13 line 111: {:?}", t0.elapsed());
     assert_eq!(
         reordered.status.unwrap().chain_version.as_deref(),
         Some("cgnat@1.2.0 > fw@3.1.0 > upf@2.3.1")
     );
     let after = templates(&deployments).await;
-    eprintln!("T14 line 116: {:?}", t0.elapsed());
     let (old_next, new_next) = (next_hops(&ORDER), next_hops(&REORDERED));
     for (function, ..) in FUNCTIONS {
         let moved = old_next[function] != new_next[function];
@@ -155,9 +140,7 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
     let mut strict = REORDERED;
     strict[1].2 = ">=4";
     apply(&chains, CHAIN, chain(&strict, true)).await;
-    eprintln!("T15 line 143: {:?}", t0.elapsed());
     let blocked = wait_for_chain(&chains, "False").await;
-    eprintln!("T16 line 144: {:?}", t0.elapsed());
     let message = "hop firewall (fw) is at 3.1.0, which does not satisfy >=4";
     let ready_condition = condition(&blocked, "Ready").unwrap();
     assert_eq!(
@@ -202,17 +185,12 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
         },
     )
     .await;
-    eprintln!("T17 line 188: {:?}", t0.elapsed());
 
     // Isolation off removes the policies; on brings them back.
     apply(&chains, CHAIN, chain(&REORDERED, false)).await;
-    eprintln!("T18 line 191: {:?}", t0.elapsed());
     wait_for_policy_count(&policies, 0).await;
-    eprintln!("T19 line 192: {:?}", t0.elapsed());
     apply(&chains, CHAIN, chain(&REORDERED, true)).await;
-    eprintln!("T20 line 193: {:?}", t0.elapsed());
     wait_for_policies(&policies, &REORDERED, ready.meta().uid.as_deref().unwrap()).await;
-    eprintln!("T21 line 194: {:?}", t0.elapsed());
     operator.assert_running();
 
     // Deleting the chain removes its policies (garbage collection) and its wiring.
@@ -221,14 +199,33 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
         .await
         .expect("delete the chain");
     wait_for_policy_count(&policies, 0).await;
-    eprintln!("T22 line 202: {:?}", t0.elapsed());
     wait_for_wiring(&deployments, &n, &[]).await;
-    eprintln!("T23 line 203: {:?}", t0.elapsed());
     operator.assert_running();
 
+    // The Stack's finalizer is released by the operator once nothing uses
+    // the Stack: delete it while the operator still runs.
+    let functions: Api<NetworkFunction> = ns.api();
+    for (function, ..) in FUNCTIONS {
+        functions
+            .delete(function, &DeleteParams::default())
+            .await
+            .expect("delete a function");
+    }
+    let stacks: Api<Stack> = ns.api();
+    stacks
+        .delete("edge-net", &DeleteParams::default())
+        .await
+        .expect("delete the stack");
+    wait_for(DEADLINE, "the Stack to be finalized and gone", || async {
+        match stacks.get_opt("edge-net").await {
+            Ok(None) => Ok(()),
+            Ok(Some(s)) => Err(format!("finalizers {:?}", s.finalizers())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
     drop(operator);
     ns.cleanup().await;
-    eprintln!("T24 line 207: {:?}", t0.elapsed());
 }
 
 async fn apply<K>(api: &Api<K>, name: &str, object: Value)
@@ -277,9 +274,6 @@ async fn wait_for_chain(chains: &Api<ServiceChain>, ready: &str) -> ServiceChain
             if observed == chain.metadata.generation && is.as_deref() == Some(ready) {
                 Ok(chain)
             } else {
-                eprintln!("DBG {:?} chain {}", std::time::SystemTime::now(), serde_json::to_string(&chain.status).unwrap());
-                let nfs: Api<NetworkFunction> = Api::namespaced(chains.clone().into_client(), &chain.namespace().unwrap());
-                for f in nfs.list(&Default::default()).await.unwrap() { eprintln!("DBG   {} gen {:?} status {}", f.name_any(), f.metadata.generation, serde_json::to_string(&f.status.as_ref().map(|s| (&s.observed_generation, &s.conditions))).unwrap()); }
                 Err(format!(
                     "generation {:?}, status {}",
                     chain.metadata.generation,

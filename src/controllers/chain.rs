@@ -10,7 +10,7 @@
 //! finalizer is needed.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -74,16 +74,6 @@ async fn reconcile_chain(chain: &ServiceChain, ctx: &Ctx) -> Result<Action> {
         ctx.forget_status(chain);
         return Ok(Action::await_change());
     }
-    // Before the function cache has been listed once, every hop would look missing.
-    let cache = ctx.stores.functions.wait_until_ready();
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(30), cache).await,
-        Ok(Ok(()))
-    ) {
-        return Err(Error::NotReady(
-            "the NetworkFunction cache is not filled yet".into(),
-        ));
-    }
     let api: Api<ServiceChain> = Api::namespaced(ctx.client.clone(), &ns);
     let old: ServiceChainStatus = ctx.fresh_status(chain, chain.status.as_ref());
     let mut status = old.clone();
@@ -125,11 +115,20 @@ async fn converge(
     status: &mut ServiceChainStatus,
 ) -> Result<Option<BlockingHop>> {
     let generation = chain.meta().generation;
-    let report = hop_statuses(chain, |name| {
-        ctx.stores
-            .functions
-            .get(&ObjectRef::<NetworkFunction>::new(name).within(ns))
-    })?;
+    // A function missing from the cache is looked up once more: right after
+    // the operator starts, the cache may not have been filled yet.
+    let mut functions = BTreeMap::new();
+    let api: Api<NetworkFunction> = Api::namespaced(ctx.client.clone(), ns);
+    for hop in &chain.spec.hops {
+        let name = &hop.network_function;
+        let cached = ctx.stores.functions.get(&ObjectRef::new(name).within(ns));
+        let found = match cached {
+            Some(f) => Some(f),
+            None => api.get_opt(name).await?.map(Arc::new),
+        };
+        functions.insert(name.clone(), found);
+    }
+    let report = hop_statuses(chain, |name| functions.get(name).cloned().flatten())?;
     status.hops = report.hops;
     status.ready_hops = Some(report.ready_hops);
     status.chain_version = Some(report.chain_version.clone());

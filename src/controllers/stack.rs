@@ -1,8 +1,9 @@
 //! The Stack controller: renders a Stack, checks that its version is
-//! immutable and that every resource is servable and in scope, applies all
-//! resources with server-side apply (as the Stack's ServiceAccount when it
-//! names one), prunes what was dropped, corrects drift, and protects the Stack
-//! from deletion while NetworkFunctions consume it.
+//! immutable and that every resource is servable and in scope, dry-runs every
+//! write and then makes it with server-side apply (as the Stack's
+//! ServiceAccount when it names one), prunes what was dropped, corrects
+//! drift, and protects the Stack from deletion while NetworkFunctions consume
+//! it.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -24,10 +25,10 @@ use super::{Ctx, apply_status, conditions, namespace_of};
 use crate::{
     Error, Result,
     api::{
-        LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Stack, StackStatus,
+        NetworkFunction, Stack, StackStatus,
         stack::{AppliedRevision, Consumers, ManagedObject},
     },
-    render::stack::{RenderedStack, default_namespace, render_stack},
+    render::stack::{RenderedStack, add_stack_labels, default_namespace, render_stack},
 };
 
 /// Field manager of everything the Stack controller writes.
@@ -48,6 +49,8 @@ pub struct State {
 
 /// A resource ready to apply: resolved kind and scope, namespace defaulted, labelled.
 struct Planned {
+    /// Its position in `spec.resources`.
+    index: usize,
     resource: ApiResource,
     namespaced: bool,
     id: ManagedObject,
@@ -68,14 +71,24 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
     result
 }
 
-/// What to do after a failed reconcile: a Stalled error waits for a spec change
-/// (the status already says why); anything else is retried with backoff.
-pub fn error_policy(stack: Arc<Stack>, error: &Error, _ctx: Ctx) -> Action {
-    if error.is_stalled() {
-        Action::await_change()
-    } else {
-        tracing::warn!(kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any(), %error, "reconcile failed; retrying");
-        Action::requeue(Duration::from_secs(5))
+/// How often a Stack stalled by something outside its spec is tried again.
+const RECHECK_OUTSIDE_FIX: Duration = Duration::from_secs(60);
+
+/// What to do after a failed reconcile. A Stalled error waits for a spec
+/// change (the status already says why), except when the fix its message
+/// asks for is made outside the Stack (granting the ServiceAccount a
+/// permission, installing a CRD): that is looked for again periodically.
+/// Anything else is retried with backoff.
+pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
+    match error {
+        Error::Forbidden(_) | Error::UnknownKind(_) => {
+            Action::requeue(ctx.settings.resync_interval.min(RECHECK_OUTSIDE_FIX))
+        }
+        _ if error.is_stalled() => Action::await_change(),
+        _ => {
+            tracing::warn!(kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any(), %error, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
     }
 }
 
@@ -179,18 +192,60 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
     let content_changed = status.digest.as_deref() != Some(rendered.digest.as_str())
         || status.version.as_deref() != Some(rendered.version.as_str());
     let stack_uid = stack.uid().unwrap_or_default();
-    let check_drift = content_changed || drift_check_due(ctx, &stack_uid).await;
-    if check_drift {
+    let writes: Vec<(&Planned, Cause)> = if content_changed {
+        planned.iter().map(|item| (item, Cause::Content)).collect()
+    } else if drift_check_due(ctx, &stack_uid).await {
+        let mut drifted = Vec::new();
         for item in &planned {
-            apply_if_drifted(stack, ctx, &client, ns, item, content_changed).await?;
+            if let Some(cause) = needs_apply(stack, ctx, &client, ns, item).await? {
+                drifted.push((item, cause));
+            }
+        }
+        drifted
+    } else {
+        Vec::new()
+    };
+    let inventory: BTreeSet<ManagedObject> = planned.iter().map(|p| p.id.clone()).collect();
+    let mut pruned = Vec::new();
+    if stack.spec.prune {
+        for gone in status.inventory.iter().filter(|o| !inventory.contains(o)) {
+            if let Some(target) = resolve_managed(ctx, gone).await? {
+                pruned.push(target);
+            }
         }
     }
 
-    let inventory: BTreeSet<ManagedObject> = planned.iter().map(|p| p.id.clone()).collect();
-    if stack.spec.prune {
-        for gone in status.inventory.iter().filter(|o| !inventory.contains(o)) {
-            delete_managed(ctx, &client, stack, gone).await?;
+    // Every write is made as a dry run first, so that one the API server
+    // refuses (the ServiceAccount's permission boundary, validation) stops
+    // the Stack before anything changed. Dry runs are made only when
+    // something is to be written, never at steady state.
+    for (item, _) in &writes {
+        apply(stack, &client, ns, item, true).await?;
+    }
+    for target in &pruned {
+        delete(stack, &client, ns, target, true).await?;
+    }
+    for (item, cause) in &writes {
+        let applied = apply(stack, &client, ns, item, false).await?;
+        if *cause == Cause::Drift {
+            tracing::info!(kind = %item.id.kind, name = %item.id.name, stack = %stack.name_any(), "corrected drift of a managed object");
+            ctx.metrics
+                .drift_corrections
+                .with_label_values(&[ns, &stack.name_any()])
+                .inc();
         }
+        let fingerprint = fingerprint_of(
+            &item.object,
+            &serde_json::to_value(&applied).unwrap_or_default(),
+        );
+        ctx.stack_state
+            .fingerprints
+            .lock()
+            .await
+            .insert((stack_uid.clone(), item.id.clone()), fingerprint);
+    }
+    for target in &pruned {
+        delete(stack, &client, ns, target, false).await?;
     }
     status.inventory = inventory.into_iter().collect();
     status.outputs = rendered.outputs.clone();
@@ -294,6 +349,7 @@ async fn plan(
             namespaced && namespace.as_deref() == Some(ns),
         );
         planned.push(Planned {
+            index,
             resource,
             namespaced,
             id: ManagedObject {
@@ -329,16 +385,13 @@ async fn discover(ctx: &Ctx, gvk: &GroupVersionKind) -> Result<(ApiResource, Api
     Ok(found)
 }
 
-/// Adds the Stack labels and, for objects in the Stack's namespace, an owner reference.
+/// Adds the Stack labels (as valid label values: a version such as
+/// `1.0.0+build.7` is not one) and, for objects in the Stack's namespace, an
+/// owner reference.
 fn label(object: &mut Value, stack: &Stack, owned: bool) {
-    let metadata = &mut object["metadata"];
-    if !metadata["labels"].is_object() {
-        metadata["labels"] = json!({});
-    }
-    metadata["labels"][LABEL_STACK] = json!(stack.name_any());
-    metadata["labels"][LABEL_STACK_VERSION] = json!(stack.spec.version);
+    add_stack_labels(object, &stack.name_any(), &stack.spec.version);
     if owned && let Some(owner) = stack.controller_owner_ref(&()) {
-        metadata["ownerReferences"] = json!([owner]);
+        object["metadata"]["ownerReferences"] = json!([owner]);
     }
 }
 
@@ -358,64 +411,69 @@ async fn drift_check_due(ctx: &Ctx, stack_uid: &str) -> bool {
     due
 }
 
-/// Applies `item` when the content is new, or when the live object no longer
-/// matches what Strata applied (edited or deleted by someone else: drift).
-async fn apply_if_drifted(
+/// Why a planned resource is applied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The Stack's content changed.
+    Content,
+    /// Someone else edited or deleted the object.
+    Drift,
+    /// The object is there, but this process has not applied it yet (it
+    /// restarted): applied once, not counted as drift.
+    Unremembered,
+}
+
+/// Whether `item` must be applied again: the live object no longer matches
+/// what Strata applied (edited or deleted by someone else: drift), or this
+/// process does not know what it applied.
+async fn needs_apply(
     stack: &Stack,
     ctx: &Ctx,
     client: &Client,
     ns: &str,
     item: &Planned,
-    content_changed: bool,
-) -> Result<()> {
-    let api = dynamic_api(client, item);
+) -> Result<Option<Cause>> {
     let key = (stack.uid().unwrap_or_default(), item.id.clone());
-    if !content_changed {
-        let remembered = ctx.stack_state.fingerprints.lock().await.get(&key).cloned();
-        let live = api
-            .get_opt(&item.id.name)
-            .await
-            .map_err(|e| forbidden(stack, ns, item, "get", e))?;
-        let drifted = match (&live, &remembered) {
-            (None, _) => true,
-            (Some(live), Some(fingerprint)) => {
-                &fingerprint_of(
-                    &item.object,
-                    &serde_json::to_value(live).unwrap_or_default(),
-                ) != fingerprint
-            }
-            // Not remembered (the operator restarted): apply once, without counting drift.
-            (Some(_), None) => false,
-        };
-        if remembered.is_some() && !drifted {
-            return Ok(());
-        }
-        if drifted {
-            tracing::info!(kind = %item.id.kind, name = %item.id.name, stack = %stack.name_any(), "correcting drift of a managed object");
-            ctx.metrics
-                .drift_corrections
-                .with_label_values(&[ns, &stack.name_any()])
-                .inc();
-        }
-    }
-    let applied = api
-        .patch(
-            &item.id.name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&item.object),
-        )
+    let remembered = ctx.stack_state.fingerprints.lock().await.get(&key).cloned();
+    let live = dynamic_api(client, item)
+        .get_opt(&item.id.name)
         .await
-        .map_err(|e| forbidden(stack, ns, item, "patch", e))?;
-    let fingerprint = fingerprint_of(
-        &item.object,
-        &serde_json::to_value(&applied).unwrap_or_default(),
-    );
-    ctx.stack_state
-        .fingerprints
-        .lock()
+        .map_err(|e| refused(stack, ns, &item.id, "get", e))?;
+    Ok(match (live, remembered) {
+        (None, _) => Some(Cause::Drift),
+        (Some(live), Some(fingerprint)) => {
+            let now = fingerprint_of(
+                &item.object,
+                &serde_json::to_value(&live).unwrap_or_default(),
+            );
+            (now != fingerprint).then_some(Cause::Drift)
+        }
+        (Some(_), None) => Some(Cause::Unremembered),
+    })
+}
+
+/// Server-side applies `item` (as a dry run when `dry_run`). A refusal
+/// names the resource: 403 is `Forbidden`, an object the API server finds
+/// invalid is `InvalidSpec`.
+async fn apply(
+    stack: &Stack,
+    client: &Client,
+    ns: &str,
+    item: &Planned,
+    dry_run: bool,
+) -> Result<DynamicObject> {
+    let mut params = PatchParams::apply(MANAGER).force();
+    params.dry_run = dry_run;
+    dynamic_api(client, item)
+        .patch(&item.id.name, &params, &Patch::Apply(&item.object))
         .await
-        .insert(key, fingerprint);
-    Ok(())
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 400 || s.code == 422 => Error::InvalidField(format!(
+                "spec.resources[{}] ({}/{}) was refused by the API server: {}",
+                item.index, item.id.kind, item.id.name, s.message
+            )),
+            e => refused(stack, ns, &item.id, "patch", e),
+        })
 }
 
 fn dynamic_api(client: &Client, item: &Planned) -> Api<DynamicObject> {
@@ -425,17 +483,25 @@ fn dynamic_api(client: &Client, item: &Planned) -> Api<DynamicObject> {
     }
 }
 
-/// Maps a 403 to `Forbidden`, naming the ServiceAccount, verb and object.
-fn forbidden(stack: &Stack, ns: &str, item: &Planned, verb: &str, error: kube::Error) -> Error {
+/// Maps a 403 to `Forbidden`, naming the ServiceAccount, the verb the API
+/// server denied (`verb` when it does not say) and the object.
+fn refused(
+    stack: &Stack,
+    ns: &str,
+    object: &ManagedObject,
+    verb: &str,
+    error: kube::Error,
+) -> Error {
     match &error {
         kube::Error::Api(s) if s.code == 403 => {
             let who = match &stack.spec.service_account_name {
                 Some(sa) => format!("ServiceAccount {ns}/{sa}"),
                 None => "the operator".to_string(),
             };
-            let target = match &item.id.namespace {
-                Some(n) => format!("{} {n}/{}", item.id.kind, item.id.name),
-                None => format!("{} {}", item.id.kind, item.id.name),
+            let verb = denied_verb(&s.message).unwrap_or(verb);
+            let target = match &object.namespace {
+                Some(n) => format!("{} {n}/{}", object.kind, object.name),
+                None => format!("{} {}", object.kind, object.name),
             };
             Error::Forbidden(format!(
                 "{who} may not {verb} {target}; grant it that permission or remove the resource from spec.resources"
@@ -443,6 +509,15 @@ fn forbidden(stack: &Stack, ns: &str, item: &Planned, verb: &str, error: kube::E
         }
         _ => Error::Kube(error),
     }
+}
+
+/// The verb in an RBAC denial: `... cannot create resource "secrets" ...`. A
+/// server-side apply is authorized as `patch`, and as `create` too when it
+/// creates the object, so the request's method does not say which was denied.
+fn denied_verb(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" cannot ")?;
+    let (verb, rest) = rest.split_once(' ')?;
+    rest.starts_with("resource").then_some(verb)
 }
 
 /// The values of `live` at every leaf path that `desired` sets. Server-side
@@ -471,12 +546,9 @@ fn fingerprint_of(desired: &Value, live: &Value) -> String {
     format!("{:x}", Sha256::digest(&encoded))
 }
 
-async fn delete_managed(
-    ctx: &Ctx,
-    client: &Client,
-    stack: &Stack,
-    object: &ManagedObject,
-) -> Result<()> {
+/// Resolves a managed object's kind for deleting it; `None` when the kind is
+/// gone (its CRD was removed), and so are its objects.
+async fn resolve_managed(ctx: &Ctx, object: &ManagedObject) -> Result<Option<Planned>> {
     let (group, version) = match object.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", object.api_version.as_str()),
@@ -484,28 +556,42 @@ async fn delete_managed(
     let gvk = GroupVersionKind::gvk(group, version, &object.kind);
     let (resource, caps) = match discover(ctx, &gvk).await {
         Ok(found) => found,
-        // The kind is gone (its CRD was removed), and so are its objects.
-        Err(Error::Kube(kube::Error::Discovery(_))) => return Ok(()),
-        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => return Ok(()),
+        Err(Error::Kube(kube::Error::Discovery(_))) => return Ok(None),
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
         Err(e) => return Err(e),
     };
-    let item = Planned {
+    Ok(Some(Planned {
+        // No longer in spec.resources; only applies name an index.
+        index: 0,
         resource,
         namespaced: caps.scope == Scope::Namespaced,
         id: object.clone(),
         object: Value::Null,
-    };
-    let ns = stack.namespace().unwrap_or_default();
-    match dynamic_api(client, &item)
-        .delete(&object.name, &DeleteParams::background())
+    }))
+}
+
+/// Deletes a managed object (as a dry run when `dry_run`); NotFound is success.
+async fn delete(
+    stack: &Stack,
+    client: &Client,
+    ns: &str,
+    target: &Planned,
+    dry_run: bool,
+) -> Result<()> {
+    let mut params = DeleteParams::background();
+    params.dry_run = dry_run;
+    match dynamic_api(client, target)
+        .delete(&target.id.name, &params)
         .await
     {
         Ok(_) => {
-            tracing::info!(kind = %object.kind, name = %object.name, stack = %stack.name_any(), "pruned an object dropped from the stack");
+            if !dry_run {
+                tracing::info!(kind = %target.id.kind, name = %target.id.name, stack = %stack.name_any(), "deleted an object of the stack");
+            }
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(forbidden(stack, &ns, &item, "delete", e)),
+        Err(e) => Err(refused(stack, ns, &target.id, "delete", e)),
     }
 }
 
@@ -570,6 +656,8 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         let names: Vec<String> = users.iter().map(|nf| nf.name_any()).collect();
         let old: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
         let mut status = old.clone();
+        // Deletion bumps the generation: the status describes this one.
+        status.observed_generation = stack.meta().generation;
         let message = format!(
             "deletion waits: NetworkFunctions {} still use stack {}; delete them or point them at another stack",
             names.join(", "),
@@ -606,7 +694,9 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         };
         let status: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
         for object in &status.inventory {
-            delete_managed(ctx, &client, stack, object).await?;
+            if let Some(target) = resolve_managed(ctx, object).await? {
+                delete(stack, &client, ns, &target, false).await?;
+            }
         }
     }
     let finalizers: Vec<&String> = stack
@@ -684,6 +774,19 @@ mod tests {
         remember(&mut status, &rendered("1.4.0", "sha256:a"), 10);
         let versions: Vec<_> = status.history.iter().map(|h| h.version.as_str()).collect();
         assert_eq!(versions, ["1.4.0", "1.5.0"]);
+    }
+
+    #[test]
+    fn the_denied_verb_is_read_from_the_rbac_message() {
+        let denied = |verb: &str| {
+            format!(
+                r#"secrets "credentials" is forbidden: User "system:serviceaccount:ns:deployer" cannot {verb} resource "secrets" in API group "" in the namespace "ns""#
+            )
+        };
+        assert_eq!(denied_verb(&denied("patch")), Some("patch"));
+        assert_eq!(denied_verb(&denied("create")), Some("create"));
+        assert_eq!(denied_verb("admission webhook denied the request"), None);
+        assert_eq!(denied_verb("it cannot be done"), None);
     }
 
     #[test]

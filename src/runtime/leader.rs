@@ -14,6 +14,8 @@ use kube::{
     api::{Api, ObjectMeta, PostParams},
 };
 
+use super::health::{Health, Readiness};
+
 /// How long a lease is valid without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews, and how often a standby retries.
@@ -97,24 +99,26 @@ impl LeaderElector {
         }
     }
 
-    /// Gives the lease up so that a standby takes over at once.
-    pub async fn release(&self) -> kube::Result<()> {
+    /// Gives the lease up so that a standby takes over at once. Returns
+    /// whether this participant held it.
+    pub async fn release(&self) -> kube::Result<bool> {
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
+            return Ok(false);
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
+        // Compare-and-swap: a lease taken over meanwhile is not touched.
         self.api
             .replace(&self.name, &PostParams::default(), &lease)
             .await
-            .map(|_| ())
+            .map(|_| true)
     }
 
     fn held_spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
@@ -126,6 +130,74 @@ impl LeaderElector {
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }
+    }
+}
+
+/// Returns once this replica holds the lease. Meanwhile `/readyz` says
+/// standby, or not ready while the election cannot be reached.
+pub async fn lead(elector: &LeaderElector, health: &Health) {
+    let mut last_holder = None;
+    loop {
+        match attempt(elector, RETRY_PERIOD).await {
+            Ok(Attempt::Leading) => return,
+            Ok(Attempt::Following(holder)) => {
+                health.set(Readiness::Standby);
+                if last_holder.as_ref() != Some(&holder) {
+                    tracing::info!(%holder, "standing by: another replica leads");
+                    last_holder = Some(holder);
+                }
+            }
+            Err(error) => {
+                health.set(Readiness::Starting);
+                tracing::warn!(%error, "leader election failed; retrying");
+            }
+        }
+        tokio::time::sleep(RETRY_PERIOD).await;
+    }
+}
+
+/// Renews the lease; returns when it was lost: another holder, or no
+/// successful renewal for so long that a standby may take over soon.
+pub async fn keep_leading(elector: LeaderElector) {
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(RETRY_PERIOD).await;
+        // A renewal that hangs must not outlive the term: past this deadline
+        // the lease may be someone else's.
+        let deadline = last_renewal + LEASE_DURATION - RETRY_PERIOD;
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match attempt(&elector, within).await {
+            Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
+            Ok(Attempt::Following(holder)) => {
+                tracing::error!(%holder, "another replica took the lease");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "renewing the leader lease failed");
+                if tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One election attempt that gives up after `within`.
+async fn attempt(elector: &LeaderElector, within: Duration) -> Result<Attempt, String> {
+    match tokio::time::timeout(within, elector.try_acquire_or_renew()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the API server within {within:?}")),
+    }
+}
+
+/// Gives up the lease if this replica holds it, so that a standby takes over
+/// at once. Bounded: a process being stopped must not hang on the API server.
+pub async fn step_down(elector: &LeaderElector) {
+    match tokio::time::timeout(RETRY_PERIOD, elector.release()).await {
+        Ok(Ok(true)) => tracing::info!("released the leader lease"),
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "releasing the leader lease failed"),
+        Err(_) => tracing::warn!("releasing the leader lease timed out; it will expire"),
     }
 }
 

@@ -3,14 +3,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt, future::Shared};
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, Shared},
+};
 use k8s_openapi::api::{apps::v1::Deployment, networking::v1::NetworkPolicy};
 use kube::{
     Client, Resource, ResourceExt,
     api::Api,
     runtime::{
         Controller, WatchStreamExt,
-        controller::Config as ControllerConfig,
+        controller::{Action, Config as ControllerConfig},
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -20,13 +23,13 @@ use tokio::net::TcpListener;
 
 use super::{
     health::{self, Health, Readiness},
-    leader::{Attempt, LeaderElector, RETRY_PERIOD},
+    leader::{self, LeaderElector},
     metrics::Metrics,
     settings::Settings,
 };
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
-    controllers::{Context, Stores, chain, function, stack},
+    controllers::{Context, Ctx, Stores, chain, function, stack},
     render::chain::LABEL_SERVICE_CHAIN,
 };
 
@@ -34,6 +37,12 @@ type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> anyhow_free::Result<()> {
+    // The handlers are installed first: a SIGTERM during start-up is a graceful
+    // shutdown too, not the default action (death by signal).
+    let shutdown: Shutdown = shutdown_signal()
+        .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))?
+        .boxed()
+        .shared();
     let config = kube::Config::infer()
         .await
         .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
@@ -44,40 +53,65 @@ pub async fn run(settings: Settings) -> anyhow_free::Result<()> {
     let listener = TcpListener::bind(settings.metrics_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.metrics_addr))?;
-    tracing::info!(addr = %settings.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let addr = listener.local_addr().unwrap_or(settings.metrics_addr);
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(health::serve(listener, metrics.clone(), health.clone()));
 
-    let shutdown: Shutdown = shutdown_signal().boxed().shared();
     let elector = if settings.leader_election {
         let elector = elector(&client, &settings);
-        health.set(Readiness::Standby);
         tokio::select! {
-            () = lead(&elector) => {}
-            () = shutdown.clone() => return Ok(()),
+            () = leader::lead(&elector, &health) => {}
+            () = shutdown.clone() => {
+                // An attempt cancelled in flight may have taken the lease.
+                leader::step_down(&elector).await;
+                return Ok(());
+            }
         }
         tracing::info!(identity = elector.identity(), "became leader");
+        // Ready again once the caches of this new term have synced.
+        health.set(Readiness::Starting);
         Some(elector)
     } else {
         None
     };
 
     let lost = match &elector {
-        Some(e) => keep_leading(e.clone()).boxed(),
+        Some(e) => leader::keep_leading(e.clone()).boxed(),
         None => futures::future::pending().boxed(),
     };
-    let controllers = controllers(client, config, settings, metrics, health, shutdown.clone());
+    let gate = Gate {
+        settings,
+        synced: tokio::sync::watch::Sender::new(false),
+        shutdown: shutdown.clone(),
+    };
+    let controllers = controllers(client, config, metrics, health, gate.clone());
+    // In-flight reconciles may finish after SIGTERM, but not for longer than
+    // the kubelet waits (30 s by default) before it kills the process: the
+    // lease must be released first, or a standby waits for it to expire.
+    // Before the caches have synced, nothing is in flight; and a controller
+    // still waiting for its cache would wait on.
+    let drained = async {
+        shutdown.clone().await;
+        if *gate.synced.borrow() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish in time; cancelling them");
+        }
+    };
     let outcome = tokio::select! {
         () = controllers => Ok(()),
+        () = drained => Ok(()),
         () = lost => Err("lost the leader lease; exiting so that only one replica reconciles".to_string()),
     };
+    // The controllers (and every reconcile task they spawned) are stopped by
+    // now, so a standby that takes over does not overlap with them.
     if let Some(elector) = elector {
-        match elector.release().await {
-            Ok(()) => tracing::info!("released the leader lease"),
-            Err(error) => tracing::warn!(%error, "releasing the leader lease failed"),
-        }
+        leader::step_down(&elector).await;
     }
     outcome
 }
+
+/// How long in-flight reconciles may run on after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Errors of the process entry point are shown to a person: plain text.
 pub mod anyhow_free {
@@ -107,55 +141,18 @@ fn elector(client: &Client, settings: &Settings) -> LeaderElector {
     )
 }
 
-/// Returns once this replica holds the lease.
-async fn lead(elector: &LeaderElector) {
-    let mut last_holder = None;
-    loop {
-        match elector.try_acquire_or_renew().await {
-            Ok(Attempt::Leading) => return,
-            Ok(Attempt::Following(holder)) => {
-                if last_holder.as_ref() != Some(&holder) {
-                    tracing::info!(%holder, "standing by: another replica leads");
-                    last_holder = Some(holder);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "leader election failed; retrying"),
+/// Installs the SIGTERM and SIGINT handlers; the future resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        tokio::time::sleep(RETRY_PERIOD).await;
-    }
-}
-
-/// Renews the lease; returns when it was lost (another holder, or no renewal
-/// within the lease duration).
-async fn keep_leading(elector: LeaderElector) {
-    let mut last_renewal = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(RETRY_PERIOD).await;
-        match elector.try_acquire_or_renew().await {
-            Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
-            Ok(Attempt::Following(holder)) => {
-                tracing::error!(%holder, "another replica took the lease");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "renewing the leader lease failed");
-                if last_renewal.elapsed() >= super::leader::LEASE_DURATION - RETRY_PERIOD {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Waits for SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight reconciles");
+        tracing::info!("shutting down: finishing in-flight reconciles");
+    })
 }
 
 fn watch_config() -> watcher::Config {
@@ -185,11 +182,12 @@ fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
 async fn controllers(
     client: Client,
     config: kube::Config,
-    settings: Settings,
     metrics: Metrics,
     health: Health,
-    shutdown: Shutdown,
+    gate: Gate,
 ) {
+    let settings = gate.settings.clone();
+    let shutdown = gate.shutdown.clone();
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
 
     // Deployments of NetworkFunctions: a cache for reads, and a trigger for their owners.
@@ -273,6 +271,7 @@ async fn controllers(
     // A function's change concerns the chains it is a hop of (its version and
     // readiness); the chain's NetworkPolicies are its children.
     let hops_of = chain_controller.store();
+    let chain_store = hops_of.clone();
     let chain_controller = chain_controller
         .watches(
             api::<NetworkFunction>(&client, &settings),
@@ -292,81 +291,86 @@ async fn controllers(
         stores.clone(),
     ));
     {
-        let stores = stores.clone();
-        let health = health.clone();
+        // Every cache, the controllers' own included: once the gate is open
+        // no controller waits for its cache, and shutdown can rely on that.
+        let synced_tx = gate.synced.clone();
         tokio::spawn(async move {
-            let synced = async {
-                synced(&stores.stacks).await;
-                synced(&stores.functions).await;
-                synced(&stores.chains).await;
-                synced(&stores.deployments).await;
-            };
-
-            if tokio::time::timeout(Duration::from_secs(300), synced)
-                .await
-                .is_ok()
-            {
-                tracing::info!("caches synced; reconciling");
-                health.set(Readiness::Leading);
-            }
+            synced(&stores.stacks).await;
+            synced(&stores.functions).await;
+            synced(&stores.chains).await;
+            synced(&chain_store).await;
+            synced(&stores.deployments).await;
+            tracing::info!("caches synced; reconciling");
+            synced_tx.send_replace(true);
+            health.set(Readiness::Leading);
         });
     }
 
-    let filter = settings.clone();
     let stacks_run = stack_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            move |obj, ctx| {
-                let ours = watched(&filter, obj.namespace().as_deref());
-                async move {
-                    if ours {
-                        stack::reconcile(obj, ctx).await
-                    } else {
-                        Ok(kube::runtime::controller::Action::await_change())
-                    }
-                }
-            },
+            gate.wrap(stack::reconcile),
             stack::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let filter = settings.clone();
     let functions_run = function_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            move |obj, ctx| {
-                let ours = watched(&filter, obj.namespace().as_deref());
-                async move {
-                    if ours {
-                        function::reconcile(obj, ctx).await
-                    } else {
-                        Ok(kube::runtime::controller::Action::await_change())
-                    }
-                }
-            },
+            gate.wrap(function::reconcile),
             function::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let filter = settings.clone();
     let chains_run = chain_controller
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            move |obj, ctx| {
-                let ours = watched(&filter, obj.namespace().as_deref());
-                async move {
-                    if ours {
-                        chain::reconcile(obj, ctx).await
-                    } else {
-                        Ok(kube::runtime::controller::Action::await_change())
-                    }
-                }
-            },
-            chain::error_policy,
-            ctx.clone(),
-        )
+        .graceful_shutdown_on(shutdown)
+        .run(gate.wrap(chain::reconcile), chain::error_policy, ctx)
         .for_each(|_| async {});
     futures::join!(stacks_run, functions_run, chains_run);
+}
+
+/// What every reconcile passes first: the object is in a watched namespace,
+/// and every cache has synced. Each controller waits for its own cache only;
+/// a reconcile that read another kind's half-filled cache would see, say, a
+/// Stack without consumers and delete what they still use.
+#[derive(Clone)]
+struct Gate {
+    settings: Settings,
+    synced: tokio::sync::watch::Sender<bool>,
+    shutdown: Shutdown,
+}
+
+impl Gate {
+    /// `reconcile`, behind the gate.
+    fn wrap<K, F, Fut>(
+        &self,
+        reconcile: F,
+    ) -> impl FnMut(Arc<K>, Ctx) -> BoxFuture<'static, crate::Result<Action>> + use<K, F, Fut>
+    where
+        K: Resource + Send + Sync + 'static,
+        F: Fn(Arc<K>, Ctx) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = crate::Result<Action>> + Send + 'static,
+    {
+        let gate = self.clone();
+        move |obj, ctx| {
+            let gate = gate.clone();
+            let reconcile = reconcile.clone();
+            async move {
+                if !watched(&gate.settings, obj.meta().namespace.as_deref()) {
+                    return Ok(Action::await_change());
+                }
+                let mut synced = gate.synced.subscribe();
+                tokio::select! {
+                    biased;
+                    // After SIGTERM nothing new starts; what started finishes.
+                    () = gate.shutdown.clone() => return Ok(Action::await_change()),
+                    _ = synced.wait_for(|synced| *synced) => {}
+                }
+                reconcile(obj, ctx).await
+            }
+            .boxed()
+        }
+    }
 }
 
 /// The chains in `function`'s namespace that have it as a hop.

@@ -1,25 +1,43 @@
 //! The real operator binary, run as a subprocess for one test namespace.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use super::kubeconfig_path;
+use super::{kubeconfig_path, kubectl, wait_for};
 
 /// The operator (`strata run`) watching one namespace, with its output in a
 /// log file. Dropping it kills the process; when the test is panicking, the
-/// end of the log is printed first, since that is usually why.
+/// end of the log is printed first, since that is usually why, and the
+/// operator's finalizers are removed from the namespace's objects, which
+/// nobody would remove any more and which would keep the namespace from
+/// being deleted. (A test that ends normally deletes what the operator
+/// protects while the operator still runs.)
 pub struct Operator {
     child: Child,
     log: PathBuf,
+    namespace: String,
 }
 
 impl Operator {
     /// Starts `strata run` for `namespace`: metrics on an ephemeral port, a
     /// 10s resync, no leader election, the plane's `KUBECONFIG`.
     pub fn start(namespace: &str) -> Self {
-        let log =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("strata-{namespace}.log"));
+        Self::start_with(namespace, &[])
+    }
+
+    /// Like [`Operator::start`], with `env` added last, so it overrides the
+    /// defaults (e.g. `("STRATA_LEADER_ELECTION", "true")`). With several
+    /// operators in one namespace, give each a `STRATA_IDENTITY`: it names
+    /// the log file.
+    pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
+        let file = match env.iter().find(|(k, _)| *k == "STRATA_IDENTITY") {
+            Some((_, identity)) => format!("strata-{namespace}-{identity}.log"),
+            None => format!("strata-{namespace}.log"),
+        };
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
         let out =
             File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let err = out.try_clone().expect("a second handle to the log file");
@@ -31,17 +49,89 @@ impl Operator {
             .env("STRATA_RESYNC_INTERVAL", "10s")
             .env("STRATA_LEADER_ELECTION", "false")
             .env("STRATA_LOG_LEVEL", "info,strata=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the operator binary: {e}"));
-        Self { child, log }
+        Self {
+            child,
+            log,
+            namespace: namespace.to_string(),
+        }
     }
 
     /// Everything the operator logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM: the graceful shutdown a kubelet starts with.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Sends SIGKILL: the process dies at once, without cleaning up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+    }
+
+    /// Waits for the process to exit and returns its status; panics, showing
+    /// the log, if it is still running after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the operator (pid {}) still runs {within:?} later; its log:\n{}",
+                    self.pid(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The address the metrics and health server is bound to, as logged at
+    /// start (text or JSON logs). Waits for that line.
+    pub async fn metrics_addr(&self) -> SocketAddr {
+        wait_for(
+            Duration::from_secs(30),
+            "the operator to log the address of /metrics",
+            || async {
+                let logs = self.logs();
+                let line = logs
+                    .lines()
+                    .find(|l| l.contains("serving /metrics"))
+                    .ok_or_else(|| format!("no such line in the log yet:\n{logs}"))?;
+                let addr = match line.split_once("addr=") {
+                    Some((_, rest)) => rest.split_whitespace().next(),
+                    None => line
+                        .split_once(r#""addr":""#)
+                        .and_then(|(_, rest)| rest.split('"').next()),
+                };
+                addr.and_then(|a| a.parse().ok())
+                    .ok_or_else(|| format!("no address in {line:?}"))
+            },
+        )
+        .await
     }
 
     /// Panics unless the operator is still running (it exits only on error here).
@@ -65,5 +155,26 @@ impl Drop for Operator {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            release_finalizers(&self.namespace);
+        }
+    }
+}
+
+/// Removes the finalizers of the Strata objects in `namespace` (best effort).
+fn release_finalizers(namespace: &str) {
+    let kinds = "stacks.strata.dev,networkfunctions.strata.dev,servicechains.strata.dev";
+    let listed = kubectl(["-n", namespace, "get", kinds, "-o", "name"]);
+    for object in String::from_utf8_lossy(&listed.stdout).lines() {
+        let patch = r#"{"metadata":{"finalizers":null}}"#;
+        kubectl([
+            "-n",
+            namespace,
+            "patch",
+            object,
+            "--type=merge",
+            "-p",
+            patch,
+        ]);
     }
 }

@@ -118,7 +118,7 @@ async fn converge(
             "dependency cycle {cycle}; remove one of these dependsOn entries"
         )));
     }
-    match resolve::blocking_dependency(ctx, nf, ns)? {
+    match resolve::blocking_dependency(ctx, nf, ns).await? {
         Some(why) => {
             conditions::set(
                 conds,
@@ -157,7 +157,7 @@ async fn converge(
         }
     }
 
-    let stack = match resolve::resolve_stack(ctx, nf, ns)? {
+    let stack = match resolve::resolve_stack(ctx, nf, ns).await? {
         Ok(stack) => stack,
         Err(Unresolved { reason, message }) => {
             conditions::set(
@@ -381,14 +381,34 @@ async fn observe(
     blocked: Option<(&str, String)>,
 ) -> Result<Action> {
     let generation = nf.meta().generation;
-    let deployment = ctx
+    let name = nf.name_any();
+    let mut deployment = ctx
         .stores
         .deployments
-        .get(&ObjectRef::new(&nf.name_any()).within(ns));
-    let rollout = deployment
+        .get(&ObjectRef::new(&name).within(ns));
+    let mut rollout = deployment
         .as_deref()
         .map(rollout_state)
         .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
+    let concluding = !matches!(rollout, Rollout::Progressing(_))
+        && status
+            .deployed_with
+            .as_ref()
+            .is_some_and(|d| d.ready_at.is_none());
+    if concluding {
+        // The cache can lag a template applied moments ago (by this reconcile
+        // or an earlier one): it would show the previous rollout, complete,
+        // and the new one would be declared Ready before any of its pods
+        // exist. A rollout is concluded only on what the API server has.
+        deployment = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&name)
+            .await?
+            .map(Arc::new);
+        rollout = deployment
+            .as_deref()
+            .map(rollout_state)
+            .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
+    }
     let dstatus = deployment
         .as_ref()
         .and_then(|d| d.status.clone())
@@ -411,7 +431,12 @@ async fn observe(
                 deployed.ready_at = Some(conditions::now_rfc3339());
                 records::conclude(ctx, ns, &deployed.record, Outcome::Succeeded).await?;
                 ctx.adoptions
-                    .release(&nf.name_any(), ns, &deployed.stack.name)
+                    .release(
+                        &nf.name_any(),
+                        ns,
+                        &deployed.stack.name,
+                        &deployed.stack.version,
+                    )
                     .await;
             }
             match blocked {
@@ -449,7 +474,12 @@ async fn observe(
         Rollout::Failed(why) => {
             records::conclude(ctx, ns, &deployed.record, Outcome::Failed).await?;
             ctx.adoptions
-                .release(&nf.name_any(), ns, &deployed.stack.name)
+                .release(
+                    &nf.name_any(),
+                    ns,
+                    &deployed.stack.name,
+                    &deployed.stack.version,
+                )
                 .await;
             let message = format!("{summary}: {why}");
             conditions::stalled(&mut status.conditions, "RolloutFailed", message, generation);

@@ -2,6 +2,8 @@
 //! deterministically so that a restarted operator finds, rather than
 //! duplicates, the record of a rollout it had started.
 
+use std::collections::HashMap;
+
 use kube::{
     Resource, ResourceExt,
     api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams},
@@ -181,16 +183,7 @@ pub async fn prune(ctx: &Ctx, nf: &NetworkFunction, ns: &str, current: &str) -> 
     if records.len() <= retention {
         return Ok(());
     }
-    records.sort_by(|a, b| {
-        (
-            a.spec.started_at.as_str(),
-            a.creation_timestamp().map(|t| t.0),
-        )
-            .cmp(&(
-                b.spec.started_at.as_str(),
-                b.creation_timestamp().map(|t| t.0),
-            ))
-    });
+    sort_oldest_first(&mut records);
     let excess = records.len() - retention;
     for old in records
         .iter()
@@ -206,4 +199,90 @@ pub async fn prune(ctx: &Ctx, nf: &NetworkFunction, ns: &str, current: &str) -> 
         }
     }
     Ok(())
+}
+
+/// Sorts the records of one function oldest first: by start time and, among
+/// records that started within the same second (the resolution of start and
+/// creation times), by their `previousRecord` chain, which is the order the
+/// rollouts happened in.
+pub fn sort_oldest_first(records: &mut [DeploymentRecord]) {
+    let previous: HashMap<String, Option<String>> = records
+        .iter()
+        .map(|r| (r.name_any(), r.spec.previous_record.clone()))
+        .collect();
+    // How many of these records precede each one in its chain (bounded, in
+    // case records were edited into a loop).
+    let depth = |record: &DeploymentRecord| {
+        let mut depth = 0;
+        let mut at = record.spec.previous_record.as_ref();
+        while let Some(name) = at.filter(|name| previous.contains_key(*name)) {
+            depth += 1;
+            if depth > previous.len() {
+                break;
+            }
+            at = previous[name].as_ref();
+        }
+        depth
+    };
+    records.sort_by_cached_key(|r| (r.spec.started_at.clone(), depth(r)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, started_at: &str, previous: Option<&str>) -> DeploymentRecord {
+        let mut record = DeploymentRecord::new(
+            name,
+            DeploymentRecordSpec {
+                network_function: FunctionRef::default(),
+                version: "1.0.0".into(),
+                image: "i".into(),
+                stack: Default::default(),
+                config_digest: "sha256:c".into(),
+                previous_record: previous.map(str::to_string),
+                started_at: started_at.into(),
+            },
+        );
+        record.metadata.namespace = Some("ns".into());
+        record
+    }
+
+    fn names(records: &[DeploymentRecord]) -> Vec<String> {
+        records.iter().map(ResourceExt::name_any).collect()
+    }
+
+    #[test]
+    fn records_of_one_second_are_ordered_by_their_chain() {
+        let t = "2026-11-20T10:00:00Z";
+        // Names sort in another order than the rollouts happened in.
+        let mut records = vec![
+            record("upf-c", t, Some("upf-b")),
+            record("upf-a", t, Some("upf-d")),
+            record("upf-b", t, Some("upf-a")),
+            record("upf-d", "2026-11-20T09:59:59Z", None),
+        ];
+        sort_oldest_first(&mut records);
+        assert_eq!(names(&records), ["upf-d", "upf-a", "upf-b", "upf-c"]);
+    }
+
+    #[test]
+    fn start_time_orders_records_of_another_incarnation() {
+        // The function was deleted and created again: a new chain, later.
+        let mut records = vec![
+            record("upf-new", "2026-11-21T10:00:00Z", None),
+            record("upf-old2", "2026-11-20T10:00:05Z", Some("upf-old1")),
+            record("upf-old1", "2026-11-20T10:00:00Z", None),
+        ];
+        sort_oldest_first(&mut records);
+        assert_eq!(names(&records), ["upf-old1", "upf-old2", "upf-new"]);
+    }
+
+    #[test]
+    fn a_loop_of_records_still_sorts() {
+        let t = "2026-11-20T10:00:00Z";
+        let mut records = vec![record("a", t, Some("b")), record("b", t, Some("a"))];
+        sort_oldest_first(&mut records);
+        assert_eq!(records.len(), 2);
+    }
 }

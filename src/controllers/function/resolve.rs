@@ -1,16 +1,16 @@
 //! What a NetworkFunction waits for before it rolls out: its Stack, its
 //! dependencies, and its turn among the Stack's consumers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{ResourceExt, runtime::reflector::ObjectRef};
+use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use semver::{Version, VersionReq};
 use tokio::sync::Mutex;
 
 use crate::{
     Error, Result,
-    api::{NetworkFunction, Stack, stack::ConsumerRollout},
+    api::{NetworkFunction, Stack, function::Dependency, stack::ConsumerRollout},
     controllers::{Context, conditions},
     render::function::ResolvedStack,
 };
@@ -35,18 +35,42 @@ pub fn requirement(field: &str, text: &str) -> Result<VersionReq> {
 
 /// The Stack a function is deployed onto, if it exists, is Ready and its
 /// version satisfies the function's requirement.
-pub fn resolve_stack(
+///
+/// Reads the cache first. The watch that triggers a reconcile is not the one
+/// that fills the cache, so the cache can lag the very change that triggered
+/// it (a Stack that just became Ready at a new version); a function held back
+/// on that stale view would only look again at its next resync. So a refusal
+/// is confirmed with the API server before it holds anything back: a read,
+/// only while the Stack does not resolve.
+pub async fn resolve_stack(
     ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Result<ResolvedStack, Unresolved>> {
-    let wanted = requirement("spec.stackRef.version", &nf.spec.stack_ref.version)?;
     let name = &nf.spec.stack_ref.name;
-    let Some(stack) = ctx
+    let cached = ctx
         .stores
         .stacks
-        .get(&ObjectRef::<Stack>::new(name).within(ns))
-    else {
+        .get(&ObjectRef::<Stack>::new(name).within(ns));
+    let resolved = stack_resolution(nf, ns, cached.as_deref())?;
+    if resolved.is_ok() {
+        return Ok(resolved);
+    }
+    let live = Api::<Stack>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    stack_resolution(nf, ns, live.as_ref())
+}
+
+/// What `stack` (the Stack `nf` refers to, if it exists) resolves to for `nf`.
+pub fn stack_resolution(
+    nf: &NetworkFunction,
+    ns: &str,
+    stack: Option<&Stack>,
+) -> Result<Result<ResolvedStack, Unresolved>> {
+    let wanted = requirement("spec.stackRef.version", &nf.spec.stack_ref.version)?;
+    let name = &nf.spec.stack_ref.name;
+    let Some(stack) = stack else {
         return Ok(Err(Unresolved {
             reason: "StackNotFound",
             message: format!("stack {name} does not exist in namespace {ns}"),
@@ -91,38 +115,61 @@ pub fn resolve_stack(
 
 /// The first dependency that is not Ready at a satisfying version, described
 /// for the `DependenciesReady` condition; `None` when all are.
-pub fn blocking_dependency(
+///
+/// Like [`resolve_stack`], a dependency the cache shows as blocking is read
+/// again from the API server before it holds the function back: the cache
+/// can lag the change (the dependency becoming Ready) that triggered this
+/// reconcile, and a blocked function only looks again 30 seconds later.
+pub async fn blocking_dependency(
     ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Option<String>> {
+    let api: Api<NetworkFunction> = Api::namespaced(ctx.client.clone(), ns);
     for (i, dep) in nf.spec.depends_on.iter().enumerate() {
-        let wanted = requirement(&format!("spec.dependsOn[{i}].version"), &dep.version)?;
-        let Some(other) = ctx
+        let cached = ctx
             .stores
             .functions
-            .get(&ObjectRef::<NetworkFunction>::new(&dep.name).within(ns))
-        else {
-            return Ok(Some(format!("dependency {} does not exist", dep.name)));
-        };
-        let status = other.status.clone().unwrap_or_default();
-        let deployed = status.deployed_with.as_ref().map(|d| d.version.clone());
-        let ready = conditions::is_true(&status.conditions, conditions::READY)
-            && status.observed_generation == other.metadata.generation;
-        let version = deployed.clone().unwrap_or_else(|| "no version".into());
-        let satisfied = deployed
-            .as_deref()
-            .and_then(|v| Version::parse(v).ok())
-            .is_some_and(|v| wanted.matches(&v));
-        if !ready || !satisfied {
-            let state = if ready { "Ready" } else { "not Ready" };
-            return Ok(Some(format!(
-                "dependency {} is at {version} and {state}; it must be Ready at {}",
-                dep.name, dep.version
-            )));
+            .get(&ObjectRef::<NetworkFunction>::new(&dep.name).within(ns));
+        if dependency_block(i, dep, cached.as_deref())?.is_none() {
+            continue;
+        }
+        let live = api.get_opt(&dep.name).await?;
+        if let Some(why) = dependency_block(i, dep, live.as_ref())? {
+            return Ok(Some(why));
         }
     }
     Ok(None)
+}
+
+/// Why dependency `dep` (entry `index` of `spec.dependsOn`), found as
+/// `other`, blocks its dependent; `None` when it is Ready at a satisfying version.
+pub fn dependency_block(
+    index: usize,
+    dep: &Dependency,
+    other: Option<&NetworkFunction>,
+) -> Result<Option<String>> {
+    let wanted = requirement(&format!("spec.dependsOn[{index}].version"), &dep.version)?;
+    let Some(other) = other else {
+        return Ok(Some(format!("dependency {} does not exist", dep.name)));
+    };
+    let status = other.status.clone().unwrap_or_default();
+    let deployed = status.deployed_with.as_ref().map(|d| d.version.clone());
+    let ready = conditions::is_true(&status.conditions, conditions::READY)
+        && status.observed_generation == other.metadata.generation;
+    let version = deployed.clone().unwrap_or_else(|| "no version".into());
+    let satisfied = deployed
+        .as_deref()
+        .and_then(|v| Version::parse(v).ok())
+        .is_some_and(|v| wanted.matches(&v));
+    if ready && satisfied {
+        return Ok(None);
+    }
+    let state = if ready { "Ready" } else { "not Ready" };
+    Ok(Some(format!(
+        "dependency {} is at {version} and {state}; it must be Ready at {}",
+        dep.name, dep.version
+    )))
 }
 
 /// A dependency cycle through `nf`, as "a -> b -> a", if there is one.
@@ -181,7 +228,7 @@ pub fn rollout_budget(rollout: Option<&ConsumerRollout>, consumers: usize) -> us
 /// the functions' own statuses tell who is still moving.
 #[derive(Default)]
 pub struct Adoptions {
-    moving: Mutex<HashMap<(String, String, String), BTreeSet<String>>>,
+    moving: Mutex<HashMap<(String, String, String), Admission>>,
 }
 
 /// The outcome of asking to move to a new Stack version.
@@ -197,6 +244,53 @@ pub enum Turn {
     },
 }
 
+/// Who moves to one Stack version, as this process knows it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Consumers admitted by this process that have not finished moving.
+    admitted: BTreeSet<String>,
+    /// Consumers this process saw finish moving (Ready on the version, or
+    /// failed). The cache can still show them on their way for a moment,
+    /// since it lags the status write that says otherwise: that must not
+    /// count them as moving again, or their slot would never be released.
+    done: BTreeSet<String>,
+}
+
+impl Admission {
+    /// Whether `me` may move now. `consumers` are all consumers of the
+    /// Stack, each with whether the cache shows it on its way to this
+    /// version (rolled out onto it, not yet Ready there); those count as
+    /// moving too, which covers consumers admitted before a restart.
+    pub fn admit(&mut self, me: &str, consumers: &BTreeMap<String, bool>, budget: usize) -> Turn {
+        // A deleted consumer, or one that moved to another Stack, no longer moves.
+        self.admitted.retain(|name| consumers.contains_key(name));
+        let mut moving = self.admitted.clone();
+        moving.extend(
+            consumers
+                .iter()
+                .filter(|(name, on_way)| **on_way && !self.done.contains(*name))
+                .map(|(name, _)| name.clone()),
+        );
+        if moving.contains(me) || moving.len() < budget {
+            self.admitted.insert(me.to_string());
+            self.done.remove(me);
+            Turn::Admitted
+        } else {
+            Turn::Queued {
+                moving: moving.len(),
+                total: consumers.len(),
+                budget,
+            }
+        }
+    }
+
+    /// `name` finished moving: its slot is free.
+    pub fn finish(&mut self, name: &str) {
+        self.admitted.remove(name);
+        self.done.insert(name.to_string());
+    }
+}
+
 impl Adoptions {
     /// Asks whether `nf` may move to `stack`'s current version now.
     pub async fn request(
@@ -206,12 +300,24 @@ impl Adoptions {
         ns: &str,
         stack: &ResolvedStack,
     ) -> Turn {
-        let consumers: Vec<_> = ctx
+        let consumers: BTreeMap<String, bool> = ctx
             .stores
             .functions
             .state()
             .into_iter()
             .filter(|f| f.namespace().as_deref() == Some(ns) && f.spec.stack_ref.name == stack.name)
+            .map(|f| {
+                let on_way = f
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.deployed_with.as_ref())
+                    .is_some_and(|d| {
+                        d.stack.version == stack.version
+                            && d.stack.digest == stack.digest
+                            && d.ready_at.is_none()
+                    });
+                (f.name_any(), on_way)
+            })
             .collect();
         let rollout = ctx
             .stores
@@ -219,47 +325,30 @@ impl Adoptions {
             .get(&ObjectRef::<Stack>::new(&stack.name).within(ns))
             .and_then(|s| s.spec.consumer_rollout.clone());
         let budget = rollout_budget(rollout.as_ref(), consumers.len());
-        let key = (ns.to_string(), stack.name.clone(), stack.version.clone());
         let mut moving = self.moving.lock().await;
-        let admitted = moving.entry(key).or_default();
-        // Consumers that the cache shows mid-way onto this version count too
-        // (they were admitted before a restart).
-        for f in &consumers {
-            let on_way = f
-                .status
-                .as_ref()
-                .and_then(|s| s.deployed_with.as_ref())
-                .is_some_and(|d| {
-                    d.stack.version == stack.version
-                        && d.stack.digest == stack.digest
-                        && d.ready_at.is_none()
-                });
-            if on_way {
-                admitted.insert(f.name_any());
-            }
-        }
-        let me = nf.name_any();
-        if admitted.contains(&me) || admitted.len() < budget {
-            admitted.insert(me);
-            Turn::Admitted
-        } else {
-            Turn::Queued {
-                moving: admitted.len(),
-                total: consumers.len(),
-                budget,
-            }
-        }
+        // Earlier versions of this Stack that nobody moves to any more are over.
+        moving.retain(|(n, s, v), admission| {
+            n != ns || *s != stack.name || *v == stack.version || !admission.admitted.is_empty()
+        });
+        moving
+            .entry((ns.to_string(), stack.name.clone(), stack.version.clone()))
+            .or_default()
+            .admit(&nf.name_any(), &consumers, budget)
     }
 
-    /// Releases `nf`'s admission once it is Ready on the version (or gave up).
-    pub async fn release(&self, nf: &str, ns: &str, stack: &str) {
+    /// Releases `nf`'s admission once it is Ready on `version` of `stack`
+    /// (or gave up).
+    pub async fn release(&self, nf: &str, ns: &str, stack: &str, version: &str) {
         let mut moving = self.moving.lock().await;
-        for ((n, s, _), names) in moving.iter_mut() {
+        for ((n, s, v), admission) in moving.iter_mut() {
             if n == ns && s == stack {
-                names.remove(nf);
+                if v == version {
+                    admission.finish(nf);
+                } else {
+                    admission.admitted.remove(nf);
+                }
             }
         }
-        moving.retain(|_, names| !names.is_empty());
     }
 }
 
@@ -287,5 +376,190 @@ mod tests {
         assert_eq!(rollout_budget(int(2).as_ref(), 10), 2);
         assert_eq!(rollout_budget(int(5).as_ref(), 0), 5);
         assert_eq!(rollout_budget(pct("25%").as_ref(), 0), 1, "never zero");
+    }
+
+    fn function(stack_version: &str, depends_on: &str) -> NetworkFunction {
+        serde_yaml::from_str(&format!(
+            "apiVersion: strata.dev/v1alpha1\nkind: NetworkFunction\n\
+             metadata: {{name: upf, namespace: telco, generation: 1}}\n\
+             spec: {{version: 2.3.1, image: upf, stackRef: {{name: edge-net, version: '{stack_version}'}}, dependsOn: {depends_on}}}"
+        ))
+        .unwrap()
+    }
+
+    fn stack(version: &str, generation: i64, observed: i64, ready: bool) -> Stack {
+        serde_yaml::from_str(&format!(
+            "apiVersion: strata.dev/v1alpha1\nkind: Stack\n\
+             metadata: {{name: edge-net, namespace: telco, generation: {generation}}}\n\
+             spec: {{version: {version}}}\n\
+             status: {{observedGeneration: {observed}, version: {version}, digest: 'sha256:d', outputs: {{dns: x}},\
+             conditions: [{{type: Ready, status: '{}', reason: Applied, message: 'version {version} applied', lastTransitionTime: '2026-11-20T10:00:00Z'}}]}}",
+            if ready { "True" } else { "False" }
+        ))
+        .unwrap()
+    }
+
+    fn unresolved(nf: &NetworkFunction, stack: Option<&Stack>) -> (&'static str, String) {
+        let e = stack_resolution(nf, "telco", stack).unwrap().unwrap_err();
+        (e.reason, e.message)
+    }
+
+    #[test]
+    fn stack_resolution_names_the_stack_and_its_version() {
+        let nf = function(">=1.4, <2", "[]");
+        assert_eq!(
+            unresolved(&nf, None),
+            (
+                "StackNotFound",
+                "stack edge-net does not exist in namespace telco".into()
+            )
+        );
+        assert_eq!(
+            unresolved(&nf, Some(&stack("1.5.0", 2, 1, true))),
+            (
+                "StackNotReady",
+                "stack edge-net is not Ready: version 1.5.0 applied".into()
+            ),
+            "a status of an earlier generation does not count"
+        );
+        assert_eq!(
+            unresolved(&nf, Some(&stack("1.5.0", 1, 1, false))).0,
+            "StackNotReady"
+        );
+        assert_eq!(
+            unresolved(&nf, Some(&stack("2.0.0", 1, 1, true))),
+            (
+                "StackVersionMismatch",
+                "stack edge-net is at 2.0.0, which does not satisfy >=1.4, <2".into()
+            )
+        );
+        let resolved = stack_resolution(&nf, "telco", Some(&stack("1.5.0", 3, 3, true)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (resolved.version.as_str(), resolved.digest.as_str()),
+            ("1.5.0", "sha256:d")
+        );
+        assert!(
+            stack_resolution(&function("not semver", "[]"), "telco", None).is_err(),
+            "an invalid requirement is an error, not a state"
+        );
+    }
+
+    #[test]
+    fn dependencies_block_until_ready_at_a_satisfying_version() {
+        let dep = Dependency {
+            name: "smf".into(),
+            version: ">=2.0".into(),
+        };
+        let smf = |version: &str, ready: bool, observed: i64| {
+            let mut nf = function("*", "[]");
+            nf.metadata.name = Some("smf".into());
+            nf.status = Some(
+                serde_json::from_value(serde_json::json!({
+                    "observedGeneration": observed,
+                    "deployedWith": {"version": version, "image": "smf", "imagePinned": false,
+                        "stack": {"name": "edge-net", "version": "1.0.0", "digest": "sha256:d"},
+                        "configDigest": "sha256:c", "record": "smf-1", "deployedAt": "2026-11-20T10:00:00Z"},
+                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                        "reason": "R", "message": "m", "lastTransitionTime": "2026-11-20T10:00:00Z"}],
+                }))
+                .unwrap(),
+            );
+            nf
+        };
+        let block = |other: Option<&NetworkFunction>| dependency_block(0, &dep, other).unwrap();
+        assert_eq!(
+            block(None).as_deref(),
+            Some("dependency smf does not exist")
+        );
+        assert_eq!(
+            block(Some(&smf("1.9.0", true, 1))).as_deref(),
+            Some("dependency smf is at 1.9.0 and Ready; it must be Ready at >=2.0")
+        );
+        assert_eq!(
+            block(Some(&smf("2.1.0", false, 1))).as_deref(),
+            Some("dependency smf is at 2.1.0 and not Ready; it must be Ready at >=2.0")
+        );
+        assert!(
+            block(Some(&smf("2.1.0", true, 0))).is_some(),
+            "Ready for an earlier generation is not Ready"
+        );
+        assert_eq!(block(Some(&smf("2.1.0", true, 1))), None);
+    }
+
+    fn consumers(on_way: &[(&str, bool)]) -> BTreeMap<String, bool> {
+        on_way.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn admissions_respect_the_budget() {
+        let mut a = Admission::default();
+        let all = consumers(&[("a", false), ("b", false), ("c", false)]);
+        assert_eq!(a.admit("a", &all, 2), Turn::Admitted);
+        assert_eq!(a.admit("b", &all, 2), Turn::Admitted);
+        let queued = Turn::Queued {
+            moving: 2,
+            total: 3,
+            budget: 2,
+        };
+        assert_eq!(a.admit("c", &all, 2), queued);
+        assert_eq!(
+            a.admit("a", &all, 2),
+            Turn::Admitted,
+            "admitted stays admitted"
+        );
+        a.finish("a");
+        assert_eq!(a.admit("c", &all, 2), Turn::Admitted);
+    }
+
+    #[test]
+    fn consumers_on_their_way_count_after_a_restart() {
+        let mut a = Admission::default();
+        let all = consumers(&[("a", true), ("b", true), ("c", false)]);
+        assert_eq!(
+            a.admit("c", &all, 2),
+            Turn::Queued {
+                moving: 2,
+                total: 3,
+                budget: 2
+            }
+        );
+        assert_eq!(a.admit("a", &all, 2), Turn::Admitted);
+    }
+
+    #[test]
+    fn a_finished_consumer_frees_its_slot_while_the_cache_lags() {
+        let mut a = Admission::default();
+        let before = consumers(&[("a", false), ("b", false), ("c", false), ("d", false)]);
+        assert_eq!(a.admit("a", &before, 2), Turn::Admitted);
+        assert_eq!(a.admit("b", &before, 2), Turn::Admitted);
+        a.finish("a");
+        a.finish("b");
+        // The cache has not seen a's and b's status writes (readyAt) yet.
+        let lagging = consumers(&[("a", true), ("b", true), ("c", false), ("d", false)]);
+        assert_eq!(a.admit("c", &lagging, 2), Turn::Admitted);
+        assert_eq!(a.admit("d", &lagging, 2), Turn::Admitted);
+        a.finish("c");
+        a.finish("d");
+        let caught_up = consumers(&[("a", false), ("b", false), ("c", false), ("d", false)]);
+        assert_eq!(a, {
+            let mut done = Admission::default();
+            for n in ["a", "b", "c", "d"] {
+                done.finish(n);
+            }
+            done
+        });
+        assert_eq!(a.admit("a", &caught_up, 1), Turn::Admitted);
+    }
+
+    #[test]
+    fn deleted_consumers_free_their_slot() {
+        let mut a = Admission::default();
+        let all = consumers(&[("a", false), ("b", false)]);
+        assert_eq!(a.admit("a", &all, 1), Turn::Admitted);
+        assert!(matches!(a.admit("b", &all, 1), Turn::Queued { .. }));
+        let without_a = consumers(&[("b", false)]);
+        assert_eq!(a.admit("b", &without_a, 1), Turn::Admitted);
     }
 }

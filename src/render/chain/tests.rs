@@ -318,3 +318,16 @@ fn hop_status_records_function_and_stack_versions() {
         ])
     );
 }
+
+#[test]
+fn each_cause_has_its_event_reason() {
+    let causes = [
+        HopCause::FunctionMissing,
+        HopCause::VersionMismatch,
+        HopCause::FunctionNotReady,
+    ];
+    assert_eq!(
+        causes.map(HopCause::reason),
+        ["HopNotFound", "HopVersionMismatch", "HopNotReady"]
+    );
+}
