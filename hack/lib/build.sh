@@ -131,13 +131,35 @@ build_kwok_into() {
   ls "$out/stages" | grep -q yaml
 }
 
+# build_helm_into: helm v3 from its own module (no replace or exclude
+# directives, so `go install module@version` builds it exactly as released),
+# with the ldflags of helm's Makefile: its version, and the Kubernetes minor
+# of its client-go as the default `.Capabilities.KubeVersion` of `helm
+# template` and the target of `helm lint`'s deprecation check (1.20 without).
+build_helm_into() {
+  local out=$1 gomod client_go minor pkg=helm.sh/helm/v3
+  gomod=$(module_gomod "$pkg@$HELM_VERSION")
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$gomod")
+  minor=$(echo "$client_go" | cut -d. -f2)
+  [ -n "$minor" ] || die "no k8s.io/client-go requirement in helm $HELM_VERSION's go.mod"
+  mkdir -p "$out/bin"
+  ( go_env && GOBIN="$out/bin" go install -trimpath -ldflags "-s -w \
+      -X $pkg/internal/version.version=$HELM_VERSION -X $pkg/internal/version.gitTreeState=clean \
+      -X $pkg/pkg/lint/rules.k8sVersionMajor=1 -X $pkg/pkg/lint/rules.k8sVersionMinor=$minor \
+      -X $pkg/pkg/chartutil.k8sVersionMajor=1 -X $pkg/pkg/chartutil.k8sVersionMinor=$minor" \
+      "$pkg/cmd/helm@$HELM_VERSION" )
+  "$out/bin/helm" version --template '{{.Version}}' | grep -qx "$HELM_VERSION"
+}
+
 # build_all: everything `up` needs, cold or warm.
 build_all() {
   KUBE_VERSION=$(select_kube_version)
   in_scratch "etcd-$ETCD_VERSION" build_etcd_into
   in_scratch "kwok-$KWOK_VERSION" build_kwok_into
   in_scratch "k8s-$KUBE_VERSION" build_kube_into
+  in_scratch "helm-$HELM_VERSION" build_helm_into
   KUBE_BIN="$STRATA_CACHE/k8s-$KUBE_VERSION/bin"
   ETCD_BIN="$STRATA_CACHE/etcd-$ETCD_VERSION/bin"
   KWOK_DIR="$STRATA_CACHE/kwok-$KWOK_VERSION"
+  HELM_BIN="$STRATA_CACHE/helm-$HELM_VERSION/bin"
 }

@@ -135,12 +135,9 @@ impl Context {
             return Ok(client.clone());
         }
         let mut config = self.config.clone();
+        // Only the user: the API server adds a ServiceAccount's groups itself,
+        // and impersonating groups would need `impersonate` on any group.
         config.auth_info.impersonate = Some(user.clone());
-        config.auth_info.impersonate_groups = Some(vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{namespace}"),
-            "system:authenticated".into(),
-        ]);
         let client = Client::try_from(config)?;
         cache.insert(user, client.clone());
         Ok(client)
