@@ -12,7 +12,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
-    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::{core::v1::ObjectReference, networking::v1::NetworkPolicy};
@@ -45,26 +44,12 @@ pub const HOP_NOT_READY: &str = "HopNotReady";
 
 /// Reconciles one ServiceChain.
 pub async fn reconcile(chain: Arc<ServiceChain>, ctx: Ctx) -> Result<Action> {
-    let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "ServiceChain", namespace = chain.namespace().unwrap_or_default(), name = %chain.name_any());
-    let result = tracing::Instrument::instrument(reconcile_chain(&chain, &ctx), span).await;
-    let label = match &result {
-        Ok(_) => "success",
-        Err(e) => e.reason(),
-    };
-    ctx.metrics
-        .reconciled("ServiceChain", label, started.elapsed().as_secs_f64());
-    result
+    super::instrumented(&ctx, &*chain, reconcile_chain(&chain, &ctx)).await
 }
 
 /// A Stalled error waits for a spec change; anything else is retried with backoff.
 pub fn error_policy(chain: Arc<ServiceChain>, error: &Error, _ctx: Ctx) -> Action {
-    if error.is_stalled() {
-        Action::await_change()
-    } else {
-        tracing::warn!(kind = "ServiceChain", namespace = chain.namespace().unwrap_or_default(), name = %chain.name_any(), %error, "reconcile failed; retrying");
-        Action::requeue(Duration::from_secs(5))
-    }
+    super::retry_policy(&*chain, error)
 }
 
 async fn reconcile_chain(chain: &ServiceChain, ctx: &Ctx) -> Result<Action> {

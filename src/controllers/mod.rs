@@ -14,6 +14,7 @@ use kube::{
     Client, Resource, ResourceExt,
     api::{Api, Patch, PatchParams},
     runtime::{
+        controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector::Store,
     },
@@ -247,6 +248,55 @@ pub fn namespace_of<K: Resource>(obj: &K) -> Result<String> {
             obj.meta().name.clone().unwrap_or_default()
         ))
     })
+}
+
+/// Runs one reconcile of `obj` in a span naming its kind, namespace and name
+/// (so every log line about it carries them), and counts it in the metrics.
+pub async fn instrumented<K>(
+    ctx: &Ctx,
+    obj: &K,
+    work: impl std::future::Future<Output = Result<Action>>,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = &*kind,
+        namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+        name = obj.meta().name.as_deref().unwrap_or_default(),
+    );
+    let result = tracing::Instrument::instrument(work, span).await;
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics
+        .reconciled(&kind, label, started.elapsed().as_secs_f64());
+    result
+}
+
+/// The retry policy shared by the controllers: a Stalled error waits for a
+/// spec change (the status already says why); anything else is retried with
+/// backoff.
+pub fn retry_policy<K>(obj: &K, error: &Error) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    if error.is_stalled() {
+        Action::await_change()
+    } else {
+        tracing::warn!(
+            kind = &*K::kind(&()),
+            namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+            name = obj.meta().name.as_deref().unwrap_or_default(),
+            %error,
+            "reconcile failed; retrying"
+        );
+        Action::requeue(std::time::Duration::from_secs(5))
+    }
 }
 
 /// Shared handle to the context, as the controller runtime passes it.

@@ -59,16 +59,7 @@ struct Planned {
 
 /// Reconciles one Stack.
 pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
-    let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any());
-    let result = tracing::Instrument::instrument(reconcile_stack(&stack, &ctx), span).await;
-    let label = match &result {
-        Ok(_) => "success",
-        Err(e) => e.reason(),
-    };
-    ctx.metrics
-        .reconciled("Stack", label, started.elapsed().as_secs_f64());
-    result
+    super::instrumented(&ctx, &*stack, reconcile_stack(&stack, &ctx)).await
 }
 
 /// How often a Stack stalled by something outside its spec is tried again.
@@ -84,11 +75,7 @@ pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
         Error::Forbidden(_) | Error::UnknownKind(_) => {
             Action::requeue(ctx.settings.resync_interval.min(RECHECK_OUTSIDE_FIX))
         }
-        _ if error.is_stalled() => Action::await_change(),
-        _ => {
-            tracing::warn!(kind = "Stack", namespace = stack.namespace().unwrap_or_default(), name = %stack.name_any(), %error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
-        }
+        _ => super::retry_policy(&*stack, error),
     }
 }
 

@@ -5,10 +5,7 @@
 pub mod records;
 pub mod resolve;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
@@ -41,26 +38,12 @@ pub use super::APPLIED_DIGEST;
 
 /// Reconciles one NetworkFunction.
 pub async fn reconcile(nf: Arc<NetworkFunction>, ctx: Ctx) -> Result<Action> {
-    let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "NetworkFunction", namespace = nf.namespace().unwrap_or_default(), name = %nf.name_any());
-    let result = tracing::Instrument::instrument(reconcile_function(&nf, &ctx), span).await;
-    let label = match &result {
-        Ok(_) => "success",
-        Err(e) => e.reason(),
-    };
-    ctx.metrics
-        .reconciled("NetworkFunction", label, started.elapsed().as_secs_f64());
-    result
+    crate::controllers::instrumented(&ctx, &*nf, reconcile_function(&nf, &ctx)).await
 }
 
 /// A Stalled error waits for a spec change; anything else is retried with backoff.
 pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, _ctx: Ctx) -> Action {
-    if error.is_stalled() {
-        Action::await_change()
-    } else {
-        tracing::warn!(kind = "NetworkFunction", namespace = nf.namespace().unwrap_or_default(), name = %nf.name_any(), %error, "reconcile failed; retrying");
-        Action::requeue(Duration::from_secs(5))
-    }
+    crate::controllers::retry_policy(&*nf, error)
 }
 
 async fn reconcile_function(nf: &NetworkFunction, ctx: &Ctx) -> Result<Action> {
