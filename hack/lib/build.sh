@@ -151,6 +151,30 @@ build_helm_into() {
   "$out/bin/helm" version --template '{{.Version}}' | grep -qx "$HELM_VERSION"
 }
 
+# build_kstatus_into: hack/kstatus (a tiny program printing kstatus'
+# status.Compute verdict for an object on stdin) against the pinned
+# sigs.k8s.io/cli-utils. The cache entry is keyed by that version and a
+# digest of the program's sources (see kstatus_cache_name).
+build_kstatus_into() {
+  local out=$1 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../kstatus" && pwd)
+  mkdir -p "$out/src" "$out/bin"
+  cp "$here/main.go" "$out/src/"
+  sed "s|^require sigs.k8s.io/cli-utils .*|require sigs.k8s.io/cli-utils $KSTATUS_CLI_UTILS_VERSION|" \
+    "$here/go.mod" > "$out/src/go.mod"
+  ( cd "$out/src" && go_env && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$out/bin/kstatus" . )
+  echo '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe"}}' | "$out/bin/kstatus" | grep -q '"Current"'
+  rm -rf "$out/src"
+}
+
+# kstatus_cache_name: kstatus-<cli-utils version>-<digest of hack/kstatus>.
+kstatus_cache_name() {
+  local here digest
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../kstatus" && pwd)
+  digest=$(cat "$here/go.mod" "$here/main.go" | sha256sum | cut -c1-12)
+  echo "kstatus-$KSTATUS_CLI_UTILS_VERSION-$digest"
+}
+
 # build_all: everything `up` needs, cold or warm.
 build_all() {
   KUBE_VERSION=$(select_kube_version)
@@ -158,8 +182,10 @@ build_all() {
   in_scratch "kwok-$KWOK_VERSION" build_kwok_into
   in_scratch "k8s-$KUBE_VERSION" build_kube_into
   in_scratch "helm-$HELM_VERSION" build_helm_into
+  in_scratch "$(kstatus_cache_name)" build_kstatus_into
   KUBE_BIN="$STRATA_CACHE/k8s-$KUBE_VERSION/bin"
   ETCD_BIN="$STRATA_CACHE/etcd-$ETCD_VERSION/bin"
   KWOK_DIR="$STRATA_CACHE/kwok-$KWOK_VERSION"
   HELM_BIN="$STRATA_CACHE/helm-$HELM_VERSION/bin"
+  KSTATUS_BIN="$STRATA_CACHE/$(kstatus_cache_name)/bin"
 }

@@ -8,3 +8,8 @@ KUBE_CANDIDATES="v1.37.2 v1.36.3 v1.35.4"
 ETCD_VERSION="v3.6.16"
 KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
+# kstatus (tests/gitops.rs): sigs.k8s.io/cli-utils' pkg/kstatus (Flux uses
+# its fork, github.com/fluxcd/cli-utils). The proxy refuses the module's
+# version list (403), so `go list -m -versions` cannot show the newest;
+# v0.37.2 (2024-07-08) resolves and builds with go1.26.
+KSTATUS_CLI_UTILS_VERSION="v0.37.2"
