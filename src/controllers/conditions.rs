@@ -82,17 +82,14 @@ pub fn progressing(
     message: impl Into<String>,
     generation: Option<i64>,
 ) {
-    let message = message.into();
-    set(
+    not_ready(
         conditions,
-        READY,
-        false,
+        RECONCILING,
+        STALLED,
         reason,
-        message.clone(),
+        message.into(),
         generation,
     );
-    set(conditions, RECONCILING, true, reason, message, generation);
-    clear(conditions, STALLED);
 }
 
 /// The trio for a spec that cannot make progress: Stalled, not Ready, not Reconciling.
@@ -102,7 +99,25 @@ pub fn stalled(
     message: impl Into<String>,
     generation: Option<i64>,
 ) {
-    let message = message.into();
+    not_ready(
+        conditions,
+        STALLED,
+        RECONCILING,
+        reason,
+        message.into(),
+        generation,
+    );
+}
+
+/// Ready=False with one abnormal-true condition raised and the other cleared.
+fn not_ready(
+    conditions: &mut Vec<Condition>,
+    raised: &str,
+    cleared: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) {
     set(
         conditions,
         READY,
@@ -111,8 +126,27 @@ pub fn stalled(
         message.clone(),
         generation,
     );
-    set(conditions, STALLED, true, reason, message, generation);
-    clear(conditions, RECONCILING);
+    set(conditions, raised, true, reason, message, generation);
+    clear(conditions, cleared);
+}
+
+/// The conditions among `types` that report a failure in `new` (Stalled
+/// True, any other type False) and did not report the same one in `old`:
+/// each failure is published as an Event once.
+pub fn newly_failing<'a>(
+    old: &[Condition],
+    new: &'a [Condition],
+    types: &[&str],
+) -> Vec<&'a Condition> {
+    types
+        .iter()
+        .filter_map(|type_| get(new, type_))
+        .filter(|c| c.status == status(c.type_ == STALLED))
+        .filter(|c| {
+            get(old, &c.type_).map(|o| (&o.status, &o.reason, &o.message))
+                != Some((&c.status, &c.reason, &c.message))
+        })
+        .collect()
 }
 
 /// The current time as a Kubernetes timestamp.
@@ -171,5 +205,33 @@ mod tests {
         assert!(is_true(&c, RECONCILING) && get(&c, STALLED).is_none());
         ready(&mut c, "Applied", "ok", Some(3));
         assert!(is_true(&c, READY) && c.len() == 1);
+    }
+
+    #[test]
+    fn a_failure_is_reported_once() {
+        let mut old = Vec::new();
+        ready(&mut old, "Applied", "ok", Some(1));
+        let mut new = old.clone();
+        stalled(&mut new, "InvalidSpec", "bad placeholder", Some(2));
+        let failing = newly_failing(&old, &new, &[STALLED]);
+        assert_eq!(failing.len(), 1);
+        assert_eq!(failing[0].reason, "InvalidSpec");
+        assert!(
+            newly_failing(&new, &new, &[STALLED]).is_empty(),
+            "unchanged: not again"
+        );
+        assert!(newly_failing(&new, &new.clone(), &[READY]).is_empty());
+        let mut other = new.clone();
+        stalled(&mut other, "InvalidSpec", "another placeholder", Some(3));
+        assert_eq!(
+            newly_failing(&new, &other, &[STALLED]).len(),
+            1,
+            "a new message is a new failure"
+        );
+        assert_eq!(
+            newly_failing(&[], &new, &[READY]).len(),
+            1,
+            "Ready=False counts for non-Stalled types"
+        );
     }
 }

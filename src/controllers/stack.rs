@@ -150,11 +150,7 @@ async fn reconcile_stack(stack: &Stack, ctx: &Ctx) -> Result<Action> {
 
 /// Publishes a Warning Event when the Stalled condition appears or changes, once.
 async fn publish_failure_once(stack: &Stack, ctx: &Ctx, old: &StackStatus, new: &StackStatus) {
-    let before =
-        conditions::get(&old.conditions, conditions::STALLED).map(|c| (&c.reason, &c.message));
-    if let Some(c) = conditions::get(&new.conditions, conditions::STALLED)
-        && before != Some((&c.reason, &c.message))
-    {
+    for c in conditions::newly_failing(&old.conditions, &new.conditions, &[conditions::STALLED]) {
         ctx.publish(
             stack,
             EventType::Warning,

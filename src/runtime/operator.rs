@@ -36,7 +36,7 @@ use crate::{
 type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Runs the operator until SIGTERM or SIGINT.
-pub async fn run(settings: Settings) -> anyhow_free::Result<()> {
+pub async fn run(settings: Settings) -> RunResult {
     // The handlers are installed first: a SIGTERM during start-up is a graceful
     // shutdown too, not the default action (death by signal).
     let shutdown: Shutdown = shutdown_signal()
@@ -113,11 +113,8 @@ pub async fn run(settings: Settings) -> anyhow_free::Result<()> {
 /// How long in-flight reconciles may run on after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// Errors of the process entry point are shown to a person: plain text.
-pub mod anyhow_free {
-    /// A process-level result with a message for the operator's user.
-    pub type Result<T> = std::result::Result<T, String>;
-}
+/// How the process ended: an error is a message for a person, plain text.
+pub type RunResult = Result<(), String>;
 
 fn elector(client: &Client, settings: &Settings) -> LeaderElector {
     let namespace = settings

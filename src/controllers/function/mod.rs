@@ -553,26 +553,16 @@ async fn publish_failure_once(
     old: &NetworkFunctionStatus,
     new: &NetworkFunctionStatus,
 ) {
-    for type_ in [conditions::STALLED, STACK_RESOLVED, DEPENDENCIES_READY] {
-        let before =
-            conditions::get(&old.conditions, type_).map(|c| (&c.status, &c.reason, &c.message));
-        if let Some(c) = conditions::get(&new.conditions, type_) {
-            let failing = if type_ == conditions::STALLED {
-                c.status == "True"
-            } else {
-                c.status == "False"
-            };
-            if failing && before != Some((&c.status, &c.reason, &c.message)) {
-                ctx.publish(
-                    nf,
-                    EventType::Warning,
-                    &c.reason,
-                    "Reconcile",
-                    c.message.clone(),
-                )
-                .await;
-            }
-        }
+    let types = [conditions::STALLED, STACK_RESOLVED, DEPENDENCIES_READY];
+    for c in conditions::newly_failing(&old.conditions, &new.conditions, &types) {
+        ctx.publish(
+            nf,
+            EventType::Warning,
+            &c.reason,
+            "Reconcile",
+            c.message.clone(),
+        )
+        .await;
     }
 }
 
