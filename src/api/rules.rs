@@ -2,14 +2,84 @@
 //!
 //! CEL regular expressions are RE2. Each rule carries a message that names what
 //! is expected, because the API server prefixes it with the field path.
+//!
+//! The version and requirement patterns accept exactly what the `semver` crate
+//! the controllers use parses (see the properties in `rules/properties.rs`),
+//! so that admission never accepts what a reconcile then refuses. The one
+//! difference is on the safe side: a numeric identifier has at most 19 digits,
+//! which always fit the crate's `u64` (some 20-digit numbers would overflow).
 
 use kube::core::{Rule, cel::Message};
 
-/// A semantic version: `MAJOR.MINOR.PATCH`, optional pre-release and build metadata.
-pub const SEMVER: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+/// A numeric identifier: no leading zero, at most 19 digits.
+macro_rules! number {
+    () => {
+        r"(0|[1-9][0-9]{0,18})"
+    };
+}
 
-/// One comparator of a semver requirement, as Cargo reads them: `>=1.4`, `^2.3`, `=1.4.0`, `*`, `1.x`.
-const COMPARATOR: &str = r"(\^|~|=|>=|<=|>|<)?\s*(\*|[xX]|(0|[1-9][0-9]*)(\.(\*|[xX]|0|[1-9][0-9]*)(\.(\*|[xX]|0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)?)?)";
+/// A pre-release: dot-separated identifiers; a numeric one has no leading zero.
+macro_rules! prerelease {
+    () => {
+        r"(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)"
+    };
+}
+
+/// Build metadata: dot-separated identifiers of letters, digits and '-'.
+macro_rules! build {
+    () => {
+        r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)"
+    };
+}
+
+/// One comparator of a requirement, as Cargo reads them: an optional
+/// operator, then `1`, `1.4`, `1.4.0` (with pre-release and build), or
+/// wildcards after the major version (`1.*`, `1.x.x`, `1.4.*`; a wildcard
+/// is never followed by a number). Only spaces count as white space.
+macro_rules! comparator {
+    () => {
+        concat!(
+            r"(=|>=|<=|>|<|~|\^)? *",
+            number!(),
+            r"(\.([*xX](\.[*xX])?|",
+            number!(),
+            r"(\.([*xX]|",
+            number!(),
+            prerelease!(),
+            "?",
+            build!(),
+            "?))?))?"
+        )
+    };
+}
+
+/// A semantic version: `MAJOR.MINOR.PATCH`, optional pre-release and build metadata.
+pub const SEMVER: &str = concat!(
+    "^",
+    number!(),
+    r"\.",
+    number!(),
+    r"\.",
+    number!(),
+    prerelease!(),
+    "?",
+    build!(),
+    "?$"
+);
+
+/// A semver requirement: a lone wildcard (`*`, `x`), or comma-separated
+/// comparators (`">=1.4, <2"`); wildcards cannot be combined with comparators.
+pub const REQUIREMENT: &str = concat!(
+    r"^ *([*xX]|",
+    comparator!(),
+    " *(, *",
+    comparator!(),
+    " *)*) *$"
+);
+
+/// A requirement with more comparators than the `semver` crate accepts (32):
+/// 32 commas or more.
+pub const TOO_MANY_COMPARATORS: &str = "^([^,]*,){32}";
 
 /// A DNS-1123 label: a Kubernetes object name usable as a Service name too.
 pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -17,11 +87,6 @@ pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// A DNS-1123 subdomain: the general Kubernetes object name.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-
-/// A semver requirement: comma-separated comparators (`">=1.4, <2"`).
-pub fn requirement_pattern() -> String {
-    format!(r"^\s*{COMPARATOR}(\s*,\s*{COMPARATOR})*\s*$")
-}
 
 fn rule(expr: String, message: &str) -> Rule {
     Rule::new(expr).message(Message::Message(message.to_string()))
@@ -38,7 +103,11 @@ pub fn semver() -> Rule {
 /// The field must be a semver requirement.
 pub fn requirement() -> Rule {
     rule(
-        format!("self.matches('{}')", escape(&requirement_pattern())),
+        format!(
+            "self.matches('{}') && !self.matches('{}')",
+            escape(REQUIREMENT),
+            escape(TOO_MANY_COMPARATORS)
+        ),
         "must be a semver requirement such as \">=1.4, <2\", \"^2.3\", \"=1.4.0\" or \"*\"",
     )
 }
@@ -100,7 +169,7 @@ mod tests {
 
     #[test]
     fn requirement_pattern_agrees_with_semver_crate() {
-        let re = Regex::new(&requirement_pattern()).unwrap();
+        let re = Regex::new(REQUIREMENT).unwrap();
         for r in [
             "*",
             ">=1.4, <2",
@@ -146,3 +215,6 @@ mod tests {
         assert!(semver().rule.contains(r"\\."), "{}", semver().rule);
     }
 }
+
+#[cfg(test)]
+mod properties;

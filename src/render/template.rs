@@ -276,3 +276,6 @@ mod tests {
         assert!(nests_deeper_than(&value, MAX_DEPTH));
     }
 }
+
+#[cfg(test)]
+mod properties;
