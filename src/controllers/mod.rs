@@ -25,7 +25,11 @@ use tokio::sync::Mutex;
 use crate::{
     Error, Result,
     api::{NetworkFunction, ServiceChain, Stack},
-    runtime::{metrics::Metrics, settings::Settings},
+    runtime::{
+        fence::{self, WriteFence},
+        metrics::Metrics,
+        settings::Settings,
+    },
 };
 
 /// The caches of the kinds the controllers read across one another.
@@ -47,6 +51,8 @@ pub struct Context {
     pub client: Client,
     /// Configuration the client was built from; impersonating clients derive from it.
     pub config: kube::Config,
+    /// The write fence of `client`, which impersonating clients pass too.
+    pub fence: WriteFence,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// Prometheus metrics.
@@ -76,6 +82,7 @@ impl Context {
         Self {
             client,
             config,
+            fence: WriteFence::unfenced(),
             recorder,
             metrics,
             settings,
@@ -85,6 +92,13 @@ impl Context {
             impersonated: Mutex::default(),
             written_status: std::sync::Mutex::default(),
         }
+    }
+
+    /// The context with writes of impersonating clients fenced by `fence`
+    /// (the fence `client` was built with).
+    pub fn with_fence(mut self, fence: WriteFence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The status of `obj` as this process last wrote it, else as cached.
@@ -139,7 +153,7 @@ impl Context {
         // Only the user: the API server adds a ServiceAccount's groups itself,
         // and impersonating groups would need `impersonate` on any group.
         config.auth_info.impersonate = Some(user.clone());
-        let client = Client::try_from(config)?;
+        let client = fence::client(config, self.fence.clone(), self.metrics.clone())?;
         cache.insert(user, client.clone());
         Ok(client)
     }

@@ -14,12 +14,21 @@ use kube::{
     api::{Api, ObjectMeta, PostParams},
 };
 
-use super::health::{Health, Readiness};
+use tokio::time::Instant;
+
+use super::{
+    fence::{TERM_MARGIN, WriteFence},
+    health::{Health, Readiness},
+};
 
 /// How long a lease is valid without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews, and how often a standby retries.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// How long after the start of a successful renewal this replica may write:
+/// a standby cannot take the lease over sooner than [`LEASE_DURATION`]
+/// after it, and the margin covers clock skew and requests in flight.
+pub const TERM: Duration = LEASE_DURATION.saturating_sub(TERM_MARGIN);
 
 /// One participant in the election.
 #[derive(Clone)]
@@ -133,14 +142,21 @@ impl LeaderElector {
     }
 }
 
-/// Returns once this replica holds the lease. Meanwhile `/readyz` says
-/// standby, or not ready while the election cannot be reached.
-pub async fn lead(elector: &LeaderElector, health: &Health) {
+/// Returns once this replica holds the lease, with `fence` open for the
+/// term. Meanwhile `/readyz` says standby, or not ready while the election
+/// cannot be reached.
+pub async fn lead(elector: &LeaderElector, health: &Health, fence: &WriteFence) {
     let mut last_holder = None;
     loop {
+        let started = Instant::now();
         match attempt(elector, RETRY_PERIOD).await {
-            Ok(Attempt::Leading) => return,
+            Ok(Attempt::Leading) => {
+                health.api_reachable(true);
+                fence.extend_until(started + TERM);
+                return;
+            }
             Ok(Attempt::Following(holder)) => {
+                health.api_reachable(true);
                 health.set(Readiness::Standby);
                 if last_holder.as_ref() != Some(&holder) {
                     tracing::info!(%holder, "standing by: another replica leads");
@@ -148,7 +164,7 @@ pub async fn lead(elector: &LeaderElector, health: &Health) {
                 }
             }
             Err(error) => {
-                health.set(Readiness::Starting);
+                health.api_reachable(false);
                 tracing::warn!(%error, "leader election failed; retrying");
             }
         }
@@ -156,30 +172,37 @@ pub async fn lead(elector: &LeaderElector, health: &Health) {
     }
 }
 
-/// Renews the lease; returns when it was lost: another holder, or no
-/// successful renewal for so long that a standby may take over soon.
-pub async fn keep_leading(elector: LeaderElector) {
-    let mut last_renewal = tokio::time::Instant::now();
+/// Renews the lease, extending `fence` by a [`TERM`] from the start of each
+/// renewal that succeeds; returns when the lease is lost: another replica
+/// holds it, or the term ran out before a renewal succeeded (the API server
+/// did not answer, or this process was paused). `fence` is closed then.
+pub async fn keep_leading(elector: LeaderElector, health: Health, fence: WriteFence) {
     loop {
         tokio::time::sleep(RETRY_PERIOD).await;
-        // A renewal that hangs must not outlive the term: past this deadline
-        // the lease may be someone else's.
-        let deadline = last_renewal + LEASE_DURATION - RETRY_PERIOD;
-        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match attempt(&elector, within).await {
-            Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
+        // A renewal that hangs must not outlive the term: past its end the
+        // lease may be someone else's.
+        let started = Instant::now();
+        let Some(end) = fence.term_end().filter(|end| started < *end) else {
+            tracing::error!("the leader term ended before the lease could be renewed");
+            break;
+        };
+        match attempt(&elector, end - started).await {
+            Ok(Attempt::Leading) => {
+                health.api_reachable(true);
+                fence.extend_until(started + TERM);
+            }
             Ok(Attempt::Following(holder)) => {
+                health.api_reachable(true);
                 tracing::error!(%holder, "another replica took the lease");
-                return;
+                break;
             }
             Err(error) => {
+                health.api_reachable(false);
                 tracing::warn!(%error, "renewing the leader lease failed");
-                if tokio::time::Instant::now() >= deadline {
-                    return;
-                }
             }
         }
     }
+    fence.close();
 }
 
 /// One election attempt that gives up after `within`.
@@ -225,5 +248,124 @@ mod tests {
         assert!(!expired(&spec(5, 15), now));
         assert!(expired(&spec(16, 15), now));
         assert!(expired(&LeaseSpec::default(), now));
+    }
+
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    /// What the mock API server answers to one request.
+    enum Answer {
+        /// The lease, held by `holder` and renewed just now.
+        Lease(&'static str),
+        /// The connection fails.
+        Unreachable,
+    }
+
+    /// A leader of lease `default/lease` as "me" against a mock API server
+    /// that answers every request with `answer`.
+    fn leader(answer: impl Fn(&Method) -> Answer + Send + 'static) -> LeaderElector {
+        let (service, mut server) = mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((request, respond)) = server.next_request().await {
+                match answer(request.method()) {
+                    Answer::Lease(holder) => {
+                        let lease = serde_json::json!({
+                            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                            "metadata": {"name": "lease", "namespace": "default", "resourceVersion": "1"},
+                            "spec": {
+                                "holderIdentity": holder, "leaseDurationSeconds": 15,
+                                "renewTime": MicroTime(Timestamp::now()), "leaseTransitions": 0,
+                            },
+                        });
+                        let body = Body::from(serde_json::to_vec(&lease).unwrap());
+                        respond.send_response(Response::new(body));
+                    }
+                    Answer::Unreachable => respond.send_error("connection refused"),
+                }
+            }
+        });
+        LeaderElector::new(Client::new(service, "default"), "default", "lease", "me")
+    }
+
+    /// A leader in a term granted now, and its readiness.
+    fn in_term() -> (WriteFence, Health) {
+        let fence = WriteFence::closed();
+        fence.extend_until(Instant::now() + TERM);
+        let health = Health::default();
+        health.set(Readiness::Leading);
+        (fence, health)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_stops_writing_when_its_term_ends() {
+        let (fence, health) = in_term();
+        let granted = Instant::now();
+        let elector = leader(|_| Answer::Unreachable);
+        let renewing = tokio::spawn(keep_leading(elector, health.clone(), fence.clone()));
+        tokio::time::sleep(RETRY_PERIOD + Duration::from_millis(100)).await;
+        // The first renewal failed: not ready, but still within the term.
+        assert_eq!(health.report().1, "not ready: API server unreachable");
+        assert!(fence.allows_writes());
+        renewing.await.unwrap();
+        let ended = granted.elapsed();
+        assert!(
+            ended >= TERM && ended <= TERM + RETRY_PERIOD,
+            "the term ended after {ended:?}"
+        );
+        assert!(!fence.allows_writes());
+        assert_eq!(fence.term_end(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_renews_its_term_and_gives_it_up_to_another_holder() {
+        let (fence, health) = in_term();
+        let elector = leader(|_| Answer::Lease("me"));
+        let renewing = tokio::spawn(keep_leading(elector, health.clone(), fence.clone()));
+        tokio::time::sleep(TERM * 3).await;
+        assert!(fence.allows_writes(), "renewed terms outlast the first");
+        assert!(fence.term_end().unwrap() > Instant::now() + TERM - RETRY_PERIOD * 2);
+        assert_eq!(health.report().1, "ready: leading");
+        renewing.abort();
+
+        // Someone else holds the lease: the term ends at once.
+        let (fence, health) = in_term();
+        let elector = leader(|_| Answer::Lease("other"));
+        let started = Instant::now();
+        keep_leading(elector, health, fence.clone()).await;
+        assert!(started.elapsed() <= RETRY_PERIOD + Duration::from_millis(100));
+        assert!(!fence.allows_writes());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_is_ready_and_not_ready_while_the_election_is_unreachable() {
+        let health = Health::default();
+        let fence = WriteFence::closed();
+        let elector = leader(|_| Answer::Lease("other"));
+        let standing_by = tokio::spawn({
+            let (health, fence) = (health.clone(), fence.clone());
+            async move { lead(&elector, &health, &fence).await }
+        });
+        tokio::time::sleep(RETRY_PERIOD).await;
+        assert_eq!(health.report().1, "ready: standby");
+        assert!(!fence.allows_writes(), "a standby never writes");
+        standing_by.abort();
+
+        let elector = leader(|_| Answer::Unreachable);
+        let standing_by = tokio::spawn({
+            let (health, fence) = (health.clone(), fence.clone());
+            async move { lead(&elector, &health, &fence).await }
+        });
+        tokio::time::sleep(RETRY_PERIOD).await;
+        assert_eq!(health.report().1, "not ready: API server unreachable");
+        standing_by.abort();
+
+        // The lease is free (held by "me" from an earlier term): a new term.
+        let elector = leader(|_| Answer::Lease("me"));
+        let started = Instant::now();
+        lead(&elector, &health, &fence).await;
+        assert!(fence.allows_writes());
+        assert!(fence.term_end().unwrap() >= started + TERM);
+        assert_eq!(health.report().1, "ready: standby");
     }
 }

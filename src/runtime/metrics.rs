@@ -22,6 +22,9 @@ pub struct Metrics {
     pub stack_consumers: IntGaugeVec,
     /// Managed objects found edited or deleted by someone else, and restored.
     pub drift_corrections: IntCounterVec,
+    /// Mutating API requests by method and outcome: `sent`, or `fenced`
+    /// (refused locally: this replica's leader term had ended).
+    pub api_writes: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -96,6 +99,14 @@ impl Metrics {
             &["namespace", "stack"],
         )
         .expect("valid metric");
+        let api_writes = IntCounterVec::new(
+            Opts::new(
+                "strata_api_writes_total",
+                "Mutating API requests by method and outcome (sent, or fenced: refused outside a leader term)",
+            ),
+            &["method", "outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -104,6 +115,7 @@ impl Metrics {
             Box::new(recovery.clone()),
             Box::new(stack_consumers.clone()),
             Box::new(drift_corrections.clone()),
+            Box::new(api_writes.clone()),
         ] {
             registry
                 .register(collector)
@@ -118,6 +130,7 @@ impl Metrics {
             recovery,
             stack_consumers,
             drift_corrections,
+            api_writes,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The operator process: settings, metrics, health, telemetry, leader election.
 
+pub mod fence;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use super::{
+    fence::{self, WriteFence},
     health::{self, Health, Readiness},
     leader::{self, LeaderElector},
     metrics::Metrics,
@@ -36,6 +37,14 @@ use crate::{
 type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Runs the operator until SIGTERM or SIGINT.
+///
+/// With leader election, the process goes through terms: it stands by until
+/// it holds the lease, reconciles while it renews it, and when it loses it
+/// (another replica took it, or it could not renew in time: an API server
+/// outage, or this process was paused) it stops its controllers and stands
+/// by again, without exiting. Its writes are fenced to the term (see
+/// [`super::fence`]), so a replica that lost the lease never writes before
+/// it leads again.
 pub async fn run(settings: Settings) -> RunResult {
     // The handlers are installed first: a SIGTERM during start-up is a graceful
     // shutdown too, not the default action (death by signal).
@@ -43,11 +52,15 @@ pub async fn run(settings: Settings) -> RunResult {
         .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))?
         .boxed()
         .shared();
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
-    let client =
-        Client::try_from(config.clone()).map_err(|e| format!("cannot build a client: {e}"))?;
+    // Named in the API server's logs, and as the field manager of the
+    // writes that name none (creates, merge patches): "strata", not "unknown".
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("strata/", env!("CARGO_PKG_VERSION"))),
+    ));
     let metrics = Metrics::new();
     let health = Health::default();
     let listener = TcpListener::bind(settings.metrics_addr)
@@ -56,13 +69,49 @@ pub async fn run(settings: Settings) -> RunResult {
     let addr = listener.local_addr().unwrap_or(settings.metrics_addr);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(health::serve(listener, metrics.clone(), health.clone()));
+    let cannot_build = |e: kube::Error| format!("cannot build a client: {e}");
 
-    let elector = if settings.leader_election {
-        let elector = elector(&client, &settings);
+    if !settings.leader_election {
+        // The only writer by configuration: nothing to fence. Nothing else
+        // talks to the API server on a schedule, so a probe tells /readyz.
+        let client = fence::client(config.clone(), WriteFence::unfenced(), metrics.clone())
+            .map_err(cannot_build)?;
+        tokio::spawn(health::probe(client.clone(), health.clone()));
+        let process = Process {
+            client,
+            fence: WriteFence::unfenced(),
+            config,
+            metrics,
+            health,
+            settings,
+            shutdown,
+        };
+        let _ = term(process, futures::future::pending()).await;
+        return Ok(());
+    }
+
+    // The election's own requests are not fenced: they are how a term begins.
+    let elector = elector(
+        &Client::try_from(config.clone()).map_err(cannot_build)?,
+        &settings,
+    );
+    let fence = WriteFence::closed();
+    let process = Process {
+        client: fence::client(config.clone(), fence.clone(), metrics.clone())
+            .map_err(cannot_build)?,
+        fence: fence.clone(),
+        config,
+        metrics,
+        health: health.clone(),
+        settings,
+        shutdown: shutdown.clone(),
+    };
+    loop {
         tokio::select! {
-            () = leader::lead(&elector, &health) => {}
+            () = leader::lead(&elector, &health, &fence) => {}
             () = shutdown.clone() => {
                 // An attempt cancelled in flight may have taken the lease.
+                fence.close();
                 leader::step_down(&elector).await;
                 return Ok(());
             }
@@ -70,21 +119,58 @@ pub async fn run(settings: Settings) -> RunResult {
         tracing::info!(identity = elector.identity(), "became leader");
         // Ready again once the caches of this new term have synced.
         health.set(Readiness::Starting);
-        Some(elector)
-    } else {
-        None
-    };
+        let lost = leader::keep_leading(elector.clone(), health.clone(), fence.clone());
+        let ended = term(process.clone(), lost).await;
+        // The controllers (and every reconcile task they spawned) are
+        // stopped by now, so a standby that takes over does not overlap with
+        // them; a write of theirs still under way was fenced.
+        fence.close();
+        match ended {
+            TermEnd::Shutdown => {
+                leader::step_down(&elector).await;
+                return Ok(());
+            }
+            TermEnd::LeaseLost => {
+                health.set(Readiness::Standby);
+                tracing::warn!(
+                    "lost the leader lease: stopped reconciling; standing by for re-election"
+                );
+            }
+        }
+    }
+}
 
-    let lost = match &elector {
-        Some(e) => leader::keep_leading(e.clone()).boxed(),
-        None => futures::future::pending().boxed(),
-    };
+/// How a term of the controllers ended.
+enum TermEnd {
+    /// SIGTERM or SIGINT; in-flight reconciles finished or were cancelled.
+    Shutdown,
+    /// The leader lease was lost; the controllers were stopped at once.
+    LeaseLost,
+}
+
+/// What every term of the controllers runs with.
+#[derive(Clone)]
+struct Process {
+    /// The client of the controllers, its writes fenced to the term.
+    client: Client,
+    fence: WriteFence,
+    config: kube::Config,
+    metrics: Metrics,
+    health: Health,
+    settings: Settings,
+    shutdown: Shutdown,
+}
+
+/// Runs the controllers, with caches of their own, until shutdown or until
+/// `lost` resolves.
+async fn term(process: Process, lost: impl std::future::Future<Output = ()>) -> TermEnd {
+    let shutdown = process.shutdown.clone();
     let gate = Gate {
-        settings,
+        settings: process.settings.clone(),
         synced: tokio::sync::watch::Sender::new(false),
         shutdown: shutdown.clone(),
     };
-    let controllers = controllers(client, config, metrics, health, gate.clone());
+    let controllers = controllers(process, gate.clone());
     // In-flight reconciles may finish after SIGTERM, but not for longer than
     // the kubelet waits (30 s by default) before it kills the process: the
     // lease must be released first, or a standby waits for it to expire.
@@ -97,17 +183,11 @@ pub async fn run(settings: Settings) -> RunResult {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish in time; cancelling them");
         }
     };
-    let outcome = tokio::select! {
-        () = controllers => Ok(()),
-        () = drained => Ok(()),
-        () = lost => Err("lost the leader lease; exiting so that only one replica reconciles".to_string()),
-    };
-    // The controllers (and every reconcile task they spawned) are stopped by
-    // now, so a standby that takes over does not overlap with them.
-    if let Some(elector) = elector {
-        leader::step_down(&elector).await;
+    tokio::select! {
+        () = controllers => TermEnd::Shutdown,
+        () = drained => TermEnd::Shutdown,
+        () = lost => TermEnd::LeaseLost,
     }
-    outcome
 }
 
 /// How long in-flight reconciles may run on after SIGTERM.
@@ -176,13 +256,15 @@ fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
 }
 
 /// Builds and runs every controller until shutdown.
-async fn controllers(
-    client: Client,
-    config: kube::Config,
-    metrics: Metrics,
-    health: Health,
-    gate: Gate,
-) {
+async fn controllers(process: Process, gate: Gate) {
+    let Process {
+        client,
+        fence,
+        config,
+        metrics,
+        health,
+        ..
+    } = process;
     let settings = gate.settings.clone();
     let shutdown = gate.shutdown.clone();
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
@@ -280,28 +362,23 @@ async fn controllers(
             watch_config().labels(LABEL_SERVICE_CHAIN),
         );
 
-    let ctx = Arc::new(Context::new(
-        client,
-        config,
-        settings.clone(),
-        metrics,
-        stores.clone(),
-    ));
-    {
-        // Every cache, the controllers' own included: once the gate is open
-        // no controller waits for its cache, and shutdown can rely on that.
-        let synced_tx = gate.synced.clone();
-        tokio::spawn(async move {
-            synced(&stores.stacks).await;
-            synced(&stores.functions).await;
-            synced(&stores.chains).await;
-            synced(&chain_store).await;
-            synced(&stores.deployments).await;
-            tracing::info!("caches synced; reconciling");
-            synced_tx.send_replace(true);
-            health.set(Readiness::Leading);
-        });
-    }
+    let ctx = Arc::new(
+        Context::new(client, config, settings.clone(), metrics, stores.clone()).with_fence(fence),
+    );
+    // Every cache, the controllers' own included: once the gate is open no
+    // controller waits for its cache, and shutdown can rely on that. Part of
+    // this term (not spawned): a term that ends first must not report ready.
+    let synced_tx = gate.synced.clone();
+    let open_gate = async move {
+        synced(&stores.stacks).await;
+        synced(&stores.functions).await;
+        synced(&stores.chains).await;
+        synced(&chain_store).await;
+        synced(&stores.deployments).await;
+        tracing::info!("caches synced; reconciling");
+        synced_tx.send_replace(true);
+        health.set(Readiness::Leading);
+    };
 
     let stacks_run = stack_controller
         .graceful_shutdown_on(shutdown.clone())
@@ -323,7 +400,7 @@ async fn controllers(
         .graceful_shutdown_on(shutdown)
         .run(gate.wrap(chain::reconcile), chain::error_policy, ctx)
         .for_each(|_| async {});
-    futures::join!(stacks_run, functions_run, chains_run);
+    futures::join!(open_gate, stacks_run, functions_run, chains_run);
 }
 
 /// What every reconcile passes first: the object is in a watched namespace,

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod plane;
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;

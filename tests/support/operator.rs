@@ -41,9 +41,14 @@ impl Operator {
         let out =
             File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let err = out.try_clone().expect("a second handle to the log file");
+        // A KUBECONFIG of the caller's (another plane) needs no shared plane.
+        let kubeconfig = match env.iter().find(|(k, _)| *k == "KUBECONFIG") {
+            Some((_, path)) => PathBuf::from(path),
+            None => kubeconfig_path(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("run")
-            .env("KUBECONFIG", kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("STRATA_NAMESPACES", namespace)
             .env("STRATA_METRICS_ADDR", "127.0.0.1:0")
             .env("STRATA_RESYNC_INTERVAL", "10s")
@@ -134,6 +139,61 @@ impl Operator {
         .await
     }
 
+    /// Sends `signal` (a name `kill` knows, e.g. "STOP", "CONT") to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -{signal} {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Whether the process is stopped (SIGSTOP): state `T` in /proc.
+    pub fn is_stopped(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T")
+    }
+
+    /// How many bytes the operator has logged so far: an offset for
+    /// [`Operator::logs_since`].
+    pub fn log_len(&self) -> usize {
+        self.logs().len()
+    }
+
+    /// What the operator logged after `offset` bytes.
+    pub fn logs_since(&self, offset: usize) -> String {
+        self.logs().get(offset..).unwrap_or_default().to_string()
+    }
+
+    /// `GET path` on the operator's metrics and health server.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_addr().await, path)
+    }
+
+    /// Waits until `/readyz` answers `code` with `body`.
+    pub async fn wait_for_readyz(&self, code: u16, body: &str, within: Duration) {
+        let addr = self.metrics_addr().await;
+        wait_for(
+            within,
+            &format!("/readyz to answer {code} {body:?}"),
+            || async {
+                let answer = http_get(addr, "/readyz");
+                (answer == (code, body.to_string()))
+                    .then_some(())
+                    .ok_or(format!("{answer:?}"))
+            },
+        )
+        .await;
+    }
+
     /// Panics unless the operator is still running (it exits only on error here).
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -177,4 +237,56 @@ fn release_finalizers(namespace: &str) {
             patch,
         ]);
     }
+}
+
+/// `GET path` over HTTP/1.1: the status code and the body ((0, error) when
+/// nothing answers within 5 s).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = match exchange() {
+        Ok(response) => response,
+        Err(e) => return (0, e.to_string()),
+    };
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// The sum of the samples of metric `name` in a Prometheus text exposition
+/// whose labels include every pair of `labels` (0 when there is none).
+/// Label values with commas are not told apart.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = metric == name
+                && labels.iter().all(|(k, v)| {
+                    label_text
+                        .split(',')
+                        .any(|pair| pair == format!("{k}=\"{v}\""))
+                });
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .fold(0.0, |sum, value| sum + value)
 }
