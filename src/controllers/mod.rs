@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use crate::{
     Error, Result,
     api::{NetworkFunction, ServiceChain, Stack},
+    render::digest::declared_fingerprint,
     runtime::{
         fence::{self, WriteFence},
         metrics::Metrics,
@@ -67,6 +68,7 @@ pub struct Context {
     pub adoptions: function::resolve::Adoptions,
     impersonated: Mutex<HashMap<String, Client>>,
     written_status: std::sync::Mutex<HashMap<String, serde_json::Value>>,
+    applied_fingerprints: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -91,6 +93,7 @@ impl Context {
             adoptions: function::resolve::Adoptions::default(),
             impersonated: Mutex::default(),
             written_status: std::sync::Mutex::default(),
+            applied_fingerprints: std::sync::Mutex::default(),
         }
     }
 
@@ -138,6 +141,16 @@ impl Context {
         if let (Ok(mut written), Some(uid)) = (self.written_status.lock(), obj.meta().uid.as_ref())
         {
             written.remove(uid);
+        }
+    }
+
+    fn applied_fingerprint(&self, key: &str) -> Option<String> {
+        self.applied_fingerprints.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember_fingerprint(&self, key: String, fingerprint: String) {
+        if let Ok(mut remembered) = self.applied_fingerprints.lock() {
+            remembered.insert(key, fingerprint);
         }
     }
 
@@ -216,7 +229,7 @@ pub(crate) async fn apply_if_changed<K>(
     ctx: &Context,
     ns: &str,
     manager: &str,
-    mut child: K,
+    child: K,
     live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
 ) -> Result<()>
 where
@@ -226,32 +239,113 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
+    let (child, digest) = stamped(child);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let live = match live() {
+        Some(meta) => Some(meta),
+        None => api
+            .get_metadata_opt(&child.name_any())
+            .await?
+            .map(|m| m.metadata),
+    };
+    if live.as_ref().and_then(applied_digest) == Some(&digest) {
+        return Ok(());
+    }
+    force_apply(&api, manager, &child).await?;
+    Ok(())
+}
+
+/// What [`apply_correcting_drift`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The live object was what Strata declares: no write.
+    Unchanged,
+    /// The declared content changed, or the object was missing.
+    Changed,
+    /// Someone else had changed values Strata declares; they are restored.
+    DriftCorrected,
+}
+
+/// Like [`apply_if_changed`], for a child the caller has whole from a cache:
+/// applied again also when another writer changed a value Strata declares.
+/// What the API server returned for Strata's last apply is remembered as a
+/// fingerprint of the declared values, so that server-side defaults and
+/// normalisation do not count as drift.
+pub(crate) async fn apply_correcting_drift<K>(
+    ctx: &Context,
+    ns: &str,
+    manager: &str,
+    child: K,
+    live: Option<&K>,
+) -> Result<Applied>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let (child, digest) = stamped(child);
+    let desired = serde_json::to_value(&child).unwrap_or_default();
+    let key = format!("{}/{ns}/{}", K::kind(&()), child.name_any());
+    let mut outcome = Applied::Changed;
+    if let Some(live) = live
+        && applied_digest(live.meta()) == Some(&digest)
+    {
+        let now = declared_fingerprint(&desired, &serde_json::to_value(live).unwrap_or_default());
+        // A process that has not applied it yet (it restarted) compares with
+        // the declared values themselves.
+        let expected = ctx
+            .applied_fingerprint(&key)
+            .unwrap_or_else(|| declared_fingerprint(&desired, &desired));
+        if now == expected {
+            ctx.remember_fingerprint(key, now);
+            return Ok(Applied::Unchanged);
+        }
+        outcome = Applied::DriftCorrected;
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = force_apply(&api, manager, &child).await?;
+    let fingerprint = declared_fingerprint(
+        &desired,
+        &serde_json::to_value(&applied).unwrap_or_default(),
+    );
+    ctx.remember_fingerprint(key, fingerprint);
+    Ok(outcome)
+}
+
+/// Forgets what [`apply_correcting_drift`] remembered of a deleted child.
+pub(crate) fn forget_applied<K: Resource<DynamicType = ()>>(ctx: &Context, ns: &str, name: &str) {
+    if let Ok(mut remembered) = ctx.applied_fingerprints.lock() {
+        remembered.remove(&format!("{}/{ns}/{name}", K::kind(&())));
+    }
+}
+
+/// `child` with its [`APPLIED_DIGEST`] annotation, and that digest.
+fn stamped<K: Resource + Serialize>(mut child: K) -> (K, String) {
     let digest =
         crate::render::digest::canonical_digest(&serde_json::to_value(&child).unwrap_or_default());
     child
         .annotations_mut()
         .insert(APPLIED_DIGEST.into(), digest.clone());
-    let name = child.name_any();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let live = match live() {
-        Some(meta) => Some(meta),
-        None => api.get_metadata_opt(&name).await?.map(|m| m.metadata),
-    };
-    if live
-        .as_ref()
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(APPLIED_DIGEST))
-        == Some(&digest)
-    {
-        return Ok(());
-    }
+    (child, digest)
+}
+
+fn applied_digest(meta: &kube::api::ObjectMeta) -> Option<&String> {
+    meta.annotations.as_ref()?.get(APPLIED_DIGEST)
+}
+
+async fn force_apply<K>(api: &Api<K>, manager: &str, child: &K) -> Result<K>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
     api.patch(
-        &name,
+        &child.name_any(),
         &PatchParams::apply(manager).force(),
-        &Patch::Apply(&child),
+        &Patch::Apply(child),
     )
-    .await?;
-    Ok(())
+    .await
+    .map_err(Error::from)
 }
 
 /// The namespace of a namespaced object (set on every object the API server returns).

@@ -18,7 +18,6 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::{Ctx, apply_status, conditions, namespace_of};
@@ -28,7 +27,10 @@ use crate::{
         NetworkFunction, Stack, StackStatus,
         stack::{AppliedRevision, Consumers, ManagedObject},
     },
-    render::stack::{RenderedStack, add_stack_labels, default_namespace, render_stack},
+    render::{
+        digest::declared_fingerprint,
+        stack::{RenderedStack, add_stack_labels, default_namespace, render_stack},
+    },
 };
 
 /// Field manager of everything the Stack controller writes.
@@ -45,7 +47,14 @@ pub struct State {
     fingerprints: Mutex<HashMap<(String, ManagedObject), String>>,
     /// When each Stack's objects were last compared with their fingerprints.
     last_drift_check: Mutex<HashMap<String, Instant>>,
+    /// When each Stack's status was last written.
+    last_status_write: Mutex<HashMap<String, Instant>>,
 }
+
+/// Consumer counts alone are written at most this often per Stack: while a
+/// hundred consumers adopt a version, one write a second says how far they
+/// are, instead of one write per consumer.
+const CONSUMER_COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A resource ready to apply: resolved kind and scope, namespace defaulted, labelled.
 struct Planned {
@@ -141,11 +150,43 @@ async fn reconcile_stack(stack: &Stack, ctx: &Ctx) -> Result<Action> {
     }
     publish_failure_once(stack, ctx, &old, &status).await;
     if status != old {
+        let uid = stack.uid().unwrap_or_default();
+        if result.is_ok()
+            && let Some(wait) = consumers_wait(ctx, &uid, &old, &status).await
+        {
+            // Only the counts changed, and they were written just now.
+            record_consumer_metrics(ctx, &ns, stack, &status);
+            return Ok(Action::requeue(wait));
+        }
         apply_status(&api, stack, MANAGER, &status).await?;
         ctx.wrote_status(stack, &status);
+        ctx.stack_state
+            .last_status_write
+            .lock()
+            .await
+            .insert(uid, Instant::now());
     }
     record_consumer_metrics(ctx, &ns, stack, &status);
     result
+}
+
+/// How long to hold back a status write that only changes the consumer
+/// counts; `None` when it is due (or more than the counts changed).
+async fn consumers_wait(
+    ctx: &Ctx,
+    uid: &str,
+    old: &StackStatus,
+    new: &StackStatus,
+) -> Option<Duration> {
+    let counts_only = StackStatus {
+        consumers: old.consumers.clone(),
+        ..new.clone()
+    } == *old;
+    if !counts_only {
+        return None;
+    }
+    let last = *ctx.stack_state.last_status_write.lock().await.get(uid)?;
+    CONSUMER_COUNT_INTERVAL.checked_sub(last.elapsed())
 }
 
 /// Publishes a Warning Event when the Stalled condition appears or changes, once.
@@ -217,7 +258,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
                 .with_label_values(&[ns, &stack.name_any()])
                 .inc();
         }
-        let fingerprint = fingerprint_of(
+        let fingerprint = declared_fingerprint(
             &item.object,
             &serde_json::to_value(&applied).unwrap_or_default(),
         );
@@ -425,7 +466,7 @@ async fn needs_apply(
     Ok(match (live, remembered) {
         (None, _) => Some(Cause::Drift),
         (Some(live), Some(fingerprint)) => {
-            let now = fingerprint_of(
+            let now = declared_fingerprint(
                 &item.object,
                 &serde_json::to_value(&live).unwrap_or_default(),
             );
@@ -501,32 +542,6 @@ fn denied_verb(message: &str) -> Option<&str> {
     let (_, rest) = message.split_once(" cannot ")?;
     let (verb, rest) = rest.split_once(' ')?;
     rest.starts_with("resource").then_some(verb)
-}
-
-/// The values of `live` at every leaf path that `desired` sets. Server-side
-/// defaults and formatting are included as the server returns them, so the
-/// fingerprint only changes when someone changes what Strata declared.
-fn fingerprint_of(desired: &Value, live: &Value) -> String {
-    fn walk(desired: &Value, live: &Value, path: &mut String, out: &mut BTreeMap<String, Value>) {
-        match desired {
-            Value::Object(fields) => {
-                for (key, value) in fields {
-                    let len = path.len();
-                    path.push('/');
-                    path.push_str(key);
-                    walk(value, live.get(key).unwrap_or(&Value::Null), path, out);
-                    path.truncate(len);
-                }
-            }
-            _ => {
-                out.insert(path.clone(), live.clone());
-            }
-        }
-    }
-    let mut leaves = BTreeMap::new();
-    walk(desired, live, &mut String::new(), &mut leaves);
-    let encoded = serde_json::to_vec(&leaves).unwrap_or_default();
-    format!("{:x}", Sha256::digest(&encoded))
 }
 
 /// Resolves a managed object's kind for deleting it; `None` when the kind is
@@ -708,29 +723,13 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         .await
         .retain(|(owner, _), _| owner != &uid);
     ctx.stack_state.last_drift_check.lock().await.remove(&uid);
+    ctx.stack_state.last_status_write.lock().await.remove(&uid);
     Ok(Action::await_change())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprint_ignores_fields_strata_does_not_declare() {
-        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
-        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "y"}, "uid": "u1"}, "data": {"k": "v"}});
-        let edited_elsewhere = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "z"}, "uid": "u1"}, "data": {"k": "v"}});
-        let edited_ours =
-            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "changed"}});
-        assert_eq!(
-            fingerprint_of(&desired, &live),
-            fingerprint_of(&desired, &edited_elsewhere)
-        );
-        assert_ne!(
-            fingerprint_of(&desired, &live),
-            fingerprint_of(&desired, &edited_ours)
-        );
-    }
 
     fn rendered(version: &str, digest: &str) -> RenderedStack {
         RenderedStack {

@@ -8,6 +8,8 @@
 //! done here explicitly so that a dependency switching that feature on (Cargo
 //! unifies features) cannot silently change every digest.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -93,6 +95,48 @@ pub fn short_hash(parts: &[&str], len: usize) -> String {
     let mut hash = hex(&hasher.finalize());
     hash.truncate(len);
     hash
+}
+
+/// The values of `live` at every leaf path that `desired` sets, hashed.
+/// Fields others added, and server-side defaults inside the list items Strata
+/// declares, do not count; so the fingerprint changes only when someone
+/// changes a value Strata declared. Lists of objects are compared item by
+/// item (server defaults fill in fields of each item); any other list is one
+/// value, replaced as a whole on apply.
+pub fn declared_fingerprint(desired: &Value, live: &Value) -> String {
+    fn walk(desired: &Value, live: &Value, path: &mut String, out: &mut BTreeMap<String, Value>) {
+        let mut descend = |key: &str, desired: &Value, live: &Value, out: &mut BTreeMap<_, _>| {
+            let len = path.len();
+            path.push('/');
+            path.push_str(key);
+            walk(desired, live, path, out);
+            path.truncate(len);
+        };
+        match desired {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    descend(key, value, live.get(key).unwrap_or(&Value::Null), out);
+                }
+            }
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                for (i, item) in items.iter().enumerate() {
+                    descend(
+                        &i.to_string(),
+                        item,
+                        live.get(i).unwrap_or(&Value::Null),
+                        out,
+                    );
+                }
+            }
+            _ => {
+                out.insert(path.clone(), live.clone());
+            }
+        }
+    }
+    let mut leaves = BTreeMap::new();
+    walk(desired, live, &mut String::new(), &mut leaves);
+    let encoded = serde_json::to_vec(&leaves).unwrap_or_default();
+    hex(&Sha256::digest(&encoded))
 }
 
 /// Lower-case hex of `bytes`.
@@ -185,6 +229,46 @@ resources:
                 .unwrap()
                 .starts_with(r#"{"a":{"B":2,"x":[],"y":{},"é":1}"#)
         );
+    }
+
+    #[test]
+    fn fingerprint_ignores_fields_strata_does_not_declare() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "y"}, "uid": "u1"}, "data": {"k": "v"}});
+        let edited_elsewhere = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "z"}, "uid": "u1"}, "data": {"k": "v"}});
+        let edited_ours =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "changed"}});
+        assert_eq!(
+            declared_fingerprint(&desired, &live),
+            declared_fingerprint(&desired, &edited_elsewhere)
+        );
+        assert_ne!(
+            declared_fingerprint(&desired, &live),
+            declared_fingerprint(&desired, &edited_ours)
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_defaults_inside_declared_list_items() {
+        let desired =
+            json!({"spec": {"containers": [{"name": "c", "image": "i:1", "args": ["a"]}]}});
+        let defaulted = json!({"spec": {"containers": [{"name": "c", "image": "i:1", "args": ["a"],
+            "imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log"}]}});
+        assert_eq!(
+            declared_fingerprint(&desired, &desired),
+            declared_fingerprint(&desired, &defaulted)
+        );
+        for edited in [
+            json!({"spec": {"containers": [{"name": "c", "image": "i:2", "args": ["a"]}]}}),
+            json!({"spec": {"containers": [{"name": "c", "image": "i:1", "args": ["a", "b"]}]}}),
+            json!({"spec": {"containers": []}}),
+        ] {
+            assert_ne!(
+                declared_fingerprint(&desired, &desired),
+                declared_fingerprint(&desired, &edited),
+                "{edited}"
+            );
+        }
     }
 
     #[test]

@@ -477,8 +477,11 @@ where
 }
 
 /// The functions to reconcile when `changed` changed: those that depend on it,
-/// the consumers of its stack (a queued consumer may move once it is Ready),
-/// and the hops before it in a chain (their next-hop address may change).
+/// the consumers of its stack queued to adopt a new version (one may move
+/// once `changed` is Ready), and the hops before it in a chain (their
+/// next-hop address may change). Consumers that are not queued are left
+/// alone: with a hundred consumers per stack, waking them all on every
+/// change made reconciles grow with the square of the consumers.
 fn related_functions(
     functions: &reflector::Store<NetworkFunction>,
     chains: &reflector::Store<ServiceChain>,
@@ -492,7 +495,7 @@ fn related_functions(
         .filter(|nf| nf.namespace() == ns && nf.name_any() != name)
         .filter(|nf| {
             nf.spec.depends_on.iter().any(|d| d.name == name)
-                || nf.spec.stack_ref.name == changed.spec.stack_ref.name
+                || (nf.spec.stack_ref.name == changed.spec.stack_ref.name && function::queued(nf))
         })
         .map(|nf| ObjectRef::from_obj(&*nf))
         .collect();

@@ -14,11 +14,14 @@
 //! - [`dependencies`]: `dependsOn` holds a function back until its dependency
 //!   is Ready at a satisfying version; a cycle is Stalled.
 //! - [`steady_state`]: a converged function costs no write request per resync.
+//! - [`conflicts`]: edits by other writers to fields Strata manages are
+//!   restored once each, without loops or conflicts.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod children;
+mod conflicts;
 mod consumers;
 mod dependencies;
 mod policies;

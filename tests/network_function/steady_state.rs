@@ -26,7 +26,7 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 /// `strata_reconcile_total{kind, result}` from the metrics endpoint at
 /// `addr` (0 when the series does not exist yet).
-fn reconciles(addr: SocketAddr, kind: &str, result: &str) -> Result<u64, String> {
+pub(super) fn reconciles(addr: SocketAddr, kind: &str, result: &str) -> Result<u64, String> {
     let series = format!("strata_reconcile_total{{kind=\"{kind}\",result=\"{result}\"}} ");
     Ok(metrics(addr)?
         .lines()
@@ -36,7 +36,7 @@ fn reconciles(addr: SocketAddr, kind: &str, result: &str) -> Result<u64, String>
 }
 
 /// Every `strata_reconcile_total` series of a failed reconcile, with its count.
-fn failed_reconciles(addr: SocketAddr) -> Result<Vec<String>, String> {
+pub(super) fn failed_reconciles(addr: SocketAddr) -> Result<Vec<String>, String> {
     Ok(metrics(addr)?
         .lines()
         .filter(|l| l.starts_with("strata_reconcile_total{") && !l.contains("result=\"success\""))

@@ -36,6 +36,17 @@ pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 /// unchanged child costs no write.
 pub use super::APPLIED_DIGEST;
 
+/// Reason of Reconciling while a consumer waits for its turn to adopt a new
+/// Stack version (`consumerRollout.maxConcurrent`).
+pub const QUEUED: &str = "Queued";
+
+/// Whether `nf` is queued to adopt a new Stack version.
+pub fn queued(nf: &NetworkFunction) -> bool {
+    nf.status.as_ref().is_some_and(|s| {
+        conditions::get(&s.conditions, conditions::RECONCILING).is_some_and(|c| c.reason == QUEUED)
+    })
+}
+
 /// Reconciles one NetworkFunction.
 pub async fn reconcile(nf: Arc<NetworkFunction>, ctx: Ctx) -> Result<Action> {
     crate::controllers::instrumented(&ctx, &*nf, reconcile_function(&nf, &ctx)).await
@@ -52,6 +63,7 @@ async fn reconcile_function(nf: &NetworkFunction, ctx: &Ctx) -> Result<Action> {
         // Children go with their owner; records are not owned and stay.
         forget_metrics(ctx, nf);
         ctx.forget_status(nf);
+        super::forget_applied::<Deployment>(ctx, &ns, &nf.name_any());
         return Ok(Action::await_change());
     }
     if nf.spec.suspend {
@@ -216,7 +228,7 @@ async fn converge(
                 "queued to adopt stack {} {}: {moving} of {total} consumers are moving now and consumerRollout.maxConcurrent allows {budget}",
                 stack.name, stack.version
             );
-            conditions::progressing(&mut status.conditions, "Queued", message, generation);
+            conditions::progressing(&mut status.conditions, QUEUED, message, generation);
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         start_rollout(nf, ctx, ns, status, target, &stack).await?;
@@ -328,10 +340,22 @@ async fn apply_children(
         .stores
         .deployments
         .get(&ObjectRef::new(&name).within(ns));
-    apply_child(ctx, ns, children.deployment.clone(), || {
-        live.as_ref().map(|d| d.metadata.clone())
-    })
+    let applied = super::apply_correcting_drift(
+        ctx,
+        ns,
+        MANAGER,
+        children.deployment.clone(),
+        live.as_deref(),
+    )
     .await?;
+    if applied == super::Applied::DriftCorrected {
+        tracing::info!(deployment = %name, "restored fields of the Deployment that another writer changed");
+        let note = format!(
+            "Deployment {name}: restored the fields Strata manages that another writer had changed"
+        );
+        ctx.publish(nf, EventType::Normal, "DriftCorrected", "Apply", note)
+            .await;
+    }
     if let Some(service) = &children.service {
         apply_child(ctx, ns, service.clone(), || None).await?;
     }
