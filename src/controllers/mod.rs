@@ -66,6 +66,8 @@ pub struct Context {
     pub stack_state: stack::State,
     /// Which consumers are moving to a new Stack version now.
     pub adoptions: function::resolve::Adoptions,
+    /// Where each function's ledger of DeploymentRecords ends, as this process knows it.
+    pub ledgers: function::records::Ledgers,
     impersonated: Mutex<HashMap<String, Client>>,
     written_status: std::sync::Mutex<HashMap<String, serde_json::Value>>,
     applied_fingerprints: std::sync::Mutex<HashMap<String, String>>,
@@ -91,6 +93,7 @@ impl Context {
             stores,
             stack_state: stack::State::default(),
             adoptions: function::resolve::Adoptions::default(),
+            ledgers: function::records::Ledgers::default(),
             impersonated: Mutex::default(),
             written_status: std::sync::Mutex::default(),
             applied_fingerprints: std::sync::Mutex::default(),

@@ -63,6 +63,7 @@ async fn reconcile_function(nf: &NetworkFunction, ctx: &Ctx) -> Result<Action> {
         // Children go with their owner; records are not owned and stay.
         forget_metrics(ctx, nf);
         ctx.forget_status(nf);
+        ctx.ledgers.forget(&nf.uid().unwrap_or_default());
         super::forget_applied::<Deployment>(ctx, &ns, &nf.name_any());
         return Ok(Action::await_change());
     }
@@ -212,12 +213,18 @@ async fn converge(
         .as_ref()
         .is_none_or(|d| !same_rollout(d, &target));
     if new_rollout {
-        let stack_moved = status
-            .deployed_with
+        let recorded = status.deployed_with.as_ref().map(|d| d.record.clone());
+        let end = records::ledger_end(ctx, nf, ns, &target, recorded.as_deref()).await?;
+        // What the function runs as far as its records tell: a killed
+        // predecessor may have started rollouts it never wrote into the status.
+        let current = end
+            .unwritten
+            .last()
+            .map(records::provenance)
+            .or_else(|| status.deployed_with.clone());
+        if current
             .as_ref()
-            .is_some_and(|d| d.stack.version != stack.version || d.stack.digest != stack.digest);
-        if stack_moved
-            && !spec_changed
+            .is_some_and(|current| only_the_stack_moved(current, &target))
             && let Turn::Queued {
                 moving,
                 total,
@@ -231,7 +238,7 @@ async fn converge(
             conditions::progressing(&mut status.conditions, QUEUED, message, generation);
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
-        start_rollout(nf, ctx, ns, status, target, &stack).await?;
+        start_rollout(nf, ctx, ns, status, target, &stack, end).await?;
     }
     apply_children(nf, ctx, ns, &children).await?;
     observe(nf, ctx, ns, status, None).await
@@ -262,7 +269,20 @@ fn same_rollout(deployed: &Provenance, target: &Provenance) -> bool {
         && deployed.config_digest == target.config_digest
 }
 
-/// Records a new rollout: a DeploymentRecord, the provenance in status, Events.
+/// Whether rolling out `target` after `current` only moves the function to
+/// another revision of its Stack: an adoption, which waits for its turn
+/// among the Stack's consumers. (A rollout that also changes what the
+/// function's own spec says is the user's change, and does not wait.)
+fn only_the_stack_moved(current: &Provenance, target: &Provenance) -> bool {
+    current.version == target.version
+        && current.image == target.image
+        && current.config_digest == target.config_digest
+        && current.stack.name == target.stack.name
+        && current.stack != target.stack
+}
+
+/// Records a new rollout after the end of the function's ledger: a
+/// DeploymentRecord, the provenance in status, Events.
 async fn start_rollout(
     nf: &NetworkFunction,
     ctx: &Ctx,
@@ -270,20 +290,31 @@ async fn start_rollout(
     status: &mut NetworkFunctionStatus,
     mut target: Provenance,
     stack: &ResolvedStack,
+    end: records::LedgerEnd,
 ) -> Result<()> {
-    let previous = status.deployed_with.clone();
-    let previous_record = previous.as_ref().map(|p| p.record.clone());
-    target.record = records::record_name(nf, &target, previous_record.as_deref());
+    target.record = records::record_name(nf, &target, end.previous.as_deref());
     let (started_at, created) =
-        records::ensure(ctx, nf, ns, &target, previous_record.as_deref()).await?;
+        records::ensure(ctx, nf, ns, &target, end.previous.as_deref()).await?;
     target.deployed_at = started_at;
-    if let Some(previous) = &previous {
-        records::conclude(ctx, ns, &previous.record, Outcome::Superseded).await?;
-        status.history.insert(0, previous.clone());
-        status
-            .history
-            .truncate(usize::try_from(nf.spec.history_limit.max(1)).unwrap_or(1));
+    ctx.ledgers
+        .ended_at(&nf.uid().unwrap_or_default(), Some(target.record.clone()));
+    // The rollouts this one replaces: the one the status names, then those a
+    // killed predecessor started without writing them down. Their pods may
+    // have run, so they are history too.
+    let replaced = status
+        .deployed_with
+        .clone()
+        .into_iter()
+        .chain(end.unwritten.iter().map(records::provenance));
+    let mut previous = None;
+    for rollout in replaced {
+        records::conclude(ctx, ns, &rollout.record, Outcome::Superseded).await?;
+        status.history.insert(0, rollout.clone());
+        previous = Some(rollout);
     }
+    status
+        .history
+        .truncate(usize::try_from(nf.spec.history_limit.max(1)).unwrap_or(1));
     records::prune(ctx, nf, ns, &target.record).await?;
     status.deployed_with = Some(target.clone());
     if !created {
@@ -720,6 +751,40 @@ mod tests {
             "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 1, conditions: [{{type: Progressing, status: \"False\", reason: ProgressDeadlineExceeded}}]}}"
         ));
         assert!(matches!(rollout_state(&d), Rollout::Failed(_)));
+    }
+
+    #[test]
+    fn only_a_move_to_another_stack_revision_is_an_adoption() {
+        let current = Provenance {
+            version: "1.0.0".into(),
+            image: "i@sha256:0".into(),
+            stack: StackRevisionRef {
+                name: "edge".into(),
+                version: "1.0.0".into(),
+                digest: "sha256:a".into(),
+            },
+            config_digest: "sha256:c".into(),
+            ..Provenance::default()
+        };
+        let mut moved = current.clone();
+        moved.stack.version = "1.1.0".into();
+        moved.stack.digest = "sha256:b".into();
+        assert!(only_the_stack_moved(&current, &moved));
+        assert!(!only_the_stack_moved(&current, &current), "nothing moved");
+        let changes: [fn(&mut Provenance); 4] = [
+            |p| p.version = "1.1.0".into(),
+            |p| p.image = "i@sha256:1".into(),
+            |p| p.config_digest = "sha256:d".into(),
+            |p| p.stack.name = "core".into(),
+        ];
+        for change in changes {
+            let mut respec = moved.clone();
+            change(&mut respec);
+            assert!(
+                !only_the_stack_moved(&current, &respec),
+                "a change of the function's own spec: {respec:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::{
         record::FunctionRef,
     },
     controllers::{Ctx, apply_status, conditions},
-    render::{digest::short_hash, label_value},
+    render::{digest::short_hash, function::image_pinned, label_value},
 };
 
 use super::MANAGER;
@@ -42,6 +42,142 @@ pub fn record_name(nf: &NetworkFunction, target: &Provenance, previous: Option<&
         6,
     );
     format!("{}-{hash}", nf.name_any())
+}
+
+/// Where a function's ledger ends, as the records (not the status) tell.
+#[derive(Debug, Default)]
+pub struct LedgerEnd {
+    /// Records of rollouts started after the one the status names, oldest
+    /// first, other than the rollout being started now: a process killed
+    /// between creating a record and writing the status leaves them behind.
+    pub unwritten: Vec<DeploymentRecord>,
+    /// The record the rollout being started follows.
+    pub previous: Option<String>,
+}
+
+/// The record each function's ledger ends with, as this process last read
+/// or wrote it, by function uid. Only this process writes the records and
+/// statuses while it runs, so once it has seen a function's records agree
+/// with its status, only its own failed status writes can make them differ
+/// again: the records need not be read for every rollout.
+#[derive(Default)]
+pub struct Ledgers(std::sync::Mutex<HashMap<String, Option<String>>>);
+
+impl Ledgers {
+    fn ends_at(&self, uid: &str, record: Option<&str>) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|known| known.get(uid).is_some_and(|end| end.as_deref() == record))
+    }
+
+    /// Remembers that the ledger of the function with `uid` ends at `record`.
+    pub fn ended_at(&self, uid: &str, record: Option<String>) {
+        if let Ok(mut known) = self.0.lock() {
+            known.insert(uid.to_string(), record);
+        }
+    }
+
+    /// Forgets a deleted function.
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut known) = self.0.lock() {
+            known.remove(uid);
+        }
+    }
+}
+
+/// Finds where the ledger of `nf` ends before the rollout of `target`;
+/// `recorded` is the record its status names.
+///
+/// A record is created (and the Deployment may be changed) before the
+/// status is written. When the operator dies in between and the function's
+/// target moves meanwhile (a new Stack version), the next record must follow
+/// the unwritten one rather than the status's: otherwise the ledger
+/// branches, the unwritten record stays `Progressing` forever, and a
+/// revision that may have reached the pods is missing from the chain.
+pub async fn ledger_end(
+    ctx: &Ctx,
+    nf: &NetworkFunction,
+    ns: &str,
+    target: &Provenance,
+    recorded: Option<&str>,
+) -> Result<LedgerEnd> {
+    let uid = nf.uid().unwrap_or_default();
+    if ctx.ledgers.ends_at(&uid, recorded) {
+        return Ok(LedgerEnd {
+            unwritten: Vec::new(),
+            previous: recorded.map(str::to_string),
+        });
+    }
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
+    let records = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let end = follow(&records, &uid, recorded, |previous| {
+        record_name(nf, target, previous)
+    });
+    ctx.ledgers.ended_at(&uid, end.previous.clone());
+    Ok(end)
+}
+
+/// Follows the `previousRecord` links of the function with `uid` from
+/// `recorded` for as long as they lead on, stopping at the record named
+/// `target_after(previous)` (the rollout being started, already recorded).
+/// Where a record has several successors (a ledger branched by an earlier
+/// operator version), the latest started is followed.
+pub fn follow(
+    records: &[DeploymentRecord],
+    uid: &str,
+    recorded: Option<&str>,
+    target_after: impl Fn(Option<&str>) -> String,
+) -> LedgerEnd {
+    let mut end = LedgerEnd {
+        unwritten: Vec::new(),
+        previous: recorded.map(str::to_string),
+    };
+    let mine: Vec<&DeploymentRecord> = records
+        .iter()
+        .filter(|r| r.spec.network_function.uid == uid)
+        .collect();
+    // Bounded by the number of records, in case records were edited into a loop.
+    for _ in 0..mine.len() {
+        let target = target_after(end.previous.as_deref());
+        if mine.iter().any(|r| r.name_any() == target) {
+            break;
+        }
+        let next = mine
+            .iter()
+            .filter(|r| r.spec.previous_record == end.previous)
+            .max_by(|a, b| {
+                (&a.spec.started_at, a.name_any()).cmp(&(&b.spec.started_at, b.name_any()))
+            });
+        let Some(next) = next else {
+            break;
+        };
+        end.previous = Some(next.name_any());
+        end.unwritten.push((*next).clone());
+    }
+    end
+}
+
+/// The provenance a record describes, as `status.history` lists it.
+pub fn provenance(record: &DeploymentRecord) -> Provenance {
+    let spec = &record.spec;
+    Provenance {
+        version: spec.version.clone(),
+        image: spec.image.clone(),
+        image_pinned: image_pinned(&spec.image),
+        stack: spec.stack.clone(),
+        config_digest: spec.config_digest.clone(),
+        record: record.name_any(),
+        deployed_at: spec.started_at.clone(),
+        ready_at: record
+            .status
+            .as_ref()
+            .filter(|s| s.outcome == Outcome::Succeeded)
+            .and_then(|s| s.completed_at.clone()),
+    }
 }
 
 /// Creates the record of a rollout, or finds it when it already exists.
@@ -276,6 +412,84 @@ mod tests {
         ];
         sort_oldest_first(&mut records);
         assert_eq!(names(&records), ["upf-old1", "upf-old2", "upf-new"]);
+    }
+
+    fn owned(uid: &str, name: &str, previous: Option<&str>) -> DeploymentRecord {
+        let mut record = record(name, "2026-11-20T10:00:00Z", previous);
+        record.spec.network_function.uid = uid.into();
+        record
+    }
+
+    /// The name the rollout being started would get after `previous`.
+    fn target_after(previous: Option<&str>) -> String {
+        format!("target-after-{}", previous.unwrap_or("none"))
+    }
+
+    fn end(records: &[DeploymentRecord], recorded: Option<&str>) -> (Vec<String>, Option<String>) {
+        let end = follow(records, "u1", recorded, target_after);
+        (names(&end.unwritten), end.previous)
+    }
+
+    #[test]
+    fn the_ledger_ends_at_the_status_when_nothing_was_left_unwritten() {
+        let records = [owned("u1", "a", None), owned("u1", "b", Some("a"))];
+        assert_eq!(end(&records, Some("b")), (vec![], Some("b".into())));
+        assert_eq!(end(&[], None), (vec![], None));
+    }
+
+    #[test]
+    fn records_a_killed_operator_left_unwritten_are_followed() {
+        // The status names a; b and c were created by processes killed before
+        // they wrote the status.
+        let records = [
+            owned("u1", "a", None),
+            owned("u1", "b", Some("a")),
+            owned("u1", "c", Some("b")),
+        ];
+        assert_eq!(
+            end(&records, Some("a")),
+            (vec!["b".into(), "c".into()], Some("c".into()))
+        );
+        // Killed before the first status write.
+        assert_eq!(
+            end(&records, None),
+            (vec!["a".into(), "b".into(), "c".into()], Some("c".into()))
+        );
+    }
+
+    #[test]
+    fn following_stops_at_the_rollout_being_started() {
+        // The rollout being started was recorded after b by a killed process.
+        let records = [
+            owned("u1", "a", None),
+            owned("u1", "b", Some("a")),
+            owned("u1", "target-after-b", Some("b")),
+        ];
+        assert_eq!(
+            end(&records, Some("a")),
+            (vec!["b".into()], Some("b".into()))
+        );
+    }
+
+    #[test]
+    fn records_of_an_earlier_function_of_the_same_name_are_not_followed() {
+        let records = [owned("u0", "old", None), owned("u1", "a", None)];
+        assert_eq!(end(&records, None), (vec!["a".into()], Some("a".into())));
+    }
+
+    #[test]
+    fn a_branched_ledger_follows_its_latest_branch() {
+        let mut late = owned("u1", "late", Some("a"));
+        late.spec.started_at = "2026-11-20T10:00:05Z".into();
+        let records = [
+            owned("u1", "a", None),
+            owned("u1", "early", Some("a")),
+            late,
+        ];
+        assert_eq!(
+            end(&records, Some("a")),
+            (vec!["late".into()], Some("late".into()))
+        );
     }
 
     #[test]

@@ -1,0 +1,617 @@
+//! Crash safety (issue #10): the operator is killed with SIGKILL at random
+//! moments during a rollout of network functions across several Stacks, and
+//! restarted at once each time (no leader election, so nothing waits for a
+//! lease). After the last restart everything must converge to the declared
+//! state with nothing duplicated, orphaned or lost.
+//!
+//! The rollout is real and goes on while the kills do: the functions are
+//! created in two batches, every Stack moves to a new version twice (its
+//! consumers adopt it `Automatic`ally, at most `consumerRollout.maxConcurrent`
+//! at a time), and every fourth function gets a new version and a new
+//! configuration. How long the operator lives before each kill comes from a
+//! seeded generator: the seed is printed, and `STRATA_FAULT_SEED=<seed>`
+//! replays the same schedule.
+//!
+//! Scale: 40 functions and 5 kills by default (CI); 200 functions and 20
+//! kills with `STRATA_FAULT_FULL=1` (`hack/fault-suite`).
+//!
+//! What is checked after convergence is listed in [`declared`]; throughout
+//! the run, a watch checks the adoption budget ([`adoption`]); and once
+//! converged, nothing may move any more over one resync. The figures (kills,
+//! their moments, convergence time, objects checked) are printed:
+//! `--nocapture` shows them.
+
+mod support;
+
+#[path = "crash_safety/adoption.rs"]
+mod adoption;
+#[path = "crash_safety/declared.rs"]
+mod declared;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use strata::api::stack::ConsumerRollout;
+use strata::api::{DeploymentRecord, NetworkFunction, Stack};
+use strata::controllers::function::resolve::rollout_budget;
+use support::operator::Operator;
+use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+
+use declared::{Declared, DeclaredFunction};
+
+/// Selects the full scale (200 functions, 20 kills).
+const FULL: &str = "STRATA_FAULT_FULL";
+/// Replays the kill schedule of an earlier run.
+const SEED: &str = "STRATA_FAULT_SEED";
+/// What every function requires of its Stack: each version the test declares.
+const REQUIREMENT: &str = ">=1.0, <2";
+/// The Stack versions, in the order they are declared.
+const STACK_VERSIONS: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];
+/// How long the operator may live before a kill: one life in five is short
+/// (start-up, cache sync, the first reconciles), the others last up to
+/// several waves of rollouts.
+const SHORT_LIFE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+const LIFE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(8));
+/// The operator's resync interval in tests (`tests/support/operator.rs`).
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// How big the run is.
+struct Scale {
+    functions: usize,
+    stacks: usize,
+    kills: usize,
+    /// How long convergence after the last restart may take.
+    converge_within: Duration,
+}
+
+impl Scale {
+    fn from_env() -> Self {
+        let full = std::env::var(FULL).is_ok_and(|v| !v.is_empty() && v != "0");
+        if full {
+            Self {
+                functions: 200,
+                stacks: 4,
+                kills: 20,
+                converge_within: Duration::from_secs(900),
+            }
+        } else {
+            Self {
+                functions: 40,
+                stacks: 4,
+                kills: 5,
+                converge_within: Duration::from_secs(300),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn converges_to_the_declared_state_after_random_kills_during_a_rollout() {
+    let scale = Scale::from_env();
+    let seed = seed();
+    let mut schedule = Schedule::new(seed);
+    let plan = Plan::new(&scale);
+    eprintln!(
+        "crash safety: {} functions on {} stacks, {} kills; seed {seed} (replay with {SEED}={seed})",
+        scale.functions, scale.stacks, scale.kills
+    );
+
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "crash-safety").await;
+    let stacks: Api<Stack> = ns.api();
+    let functions: Api<NetworkFunction> = ns.api();
+    let records: Api<DeploymentRecord> = ns.api();
+    let monitor = adoption::Monitor::start(functions.clone(), plan.budgets());
+
+    let started = Instant::now();
+    let mut operator = incarnation(ns.name(), 0);
+    for stack in &plan.stacks {
+        apply(&stacks, stack.manifest(STACK_VERSIONS[0])).await;
+    }
+    apply_all(&functions, plan.functions(0..scale.functions / 2, false)).await;
+
+    let mut kills = Vec::new();
+    let mut steps = plan.steps(scale.kills);
+    for number in 1..=scale.kills {
+        let uptime = schedule.life();
+        // The fault schedule, not a wait for a condition: the operator runs
+        // for a random time, then dies without any chance to clean up.
+        tokio::time::sleep(uptime).await;
+        // Running until killed: it did not exit on its own (a crash loop would).
+        operator.assert_running();
+        operator.kill();
+        operator.wait_exit(Duration::from_secs(10)).await;
+        let at = started.elapsed();
+        let logs = operator.logs();
+        assert_no_panic(&logs, number - 1);
+        let progress = Progress::now(&functions, &records).await;
+        kills.push(Kill {
+            number,
+            at,
+            uptime,
+            synced: logs.contains("caches synced"),
+            rollouts_started: logs.matches("rollout started").count(),
+            progress,
+        });
+        operator = incarnation(ns.name(), number);
+        for step in steps.remove(&number).into_iter().flatten() {
+            plan.take(step, &stacks, &functions).await;
+        }
+    }
+    // With very few kills, steps scheduled after the last one still happen.
+    for step in steps.into_values().flatten() {
+        plan.take(step, &stacks, &functions).await;
+    }
+    let restarted = Instant::now();
+
+    let declared = plan.declared();
+    wait_for(
+        scale.converge_within,
+        "every Stack and function converged on its declared version",
+        || declared::converged(&stacks, &functions, &declared),
+    )
+    .await;
+    let convergence = restarted.elapsed();
+
+    let report = declared::check(&ns, &declared).await;
+    // Converged means settled: over one resync nothing moves any more.
+    let before = declared::Snapshot::take(&ns).await;
+    tokio::time::sleep(RESYNC + Duration::from_secs(2)).await;
+    let after = declared::Snapshot::take(&ns).await;
+    let adoption = monitor.finish();
+    operator.assert_running();
+    assert_no_panic(&operator.logs(), scale.kills);
+
+    eprintln!(
+        "{}",
+        figures(&scale, seed, &kills, convergence, &report, &adoption)
+    );
+    assert!(
+        report.violations.is_empty(),
+        "the converged state differs from the declared one ({} findings, seed {seed}):\n{}",
+        report.violations.len(),
+        report.violations.join("\n")
+    );
+    assert!(
+        adoption.violations.is_empty(),
+        "more consumers adopted a Stack version at once than consumerRollout.maxConcurrent allows \
+         (seed {seed}):\n{}",
+        adoption
+            .violations
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        adoption.max.values().any(|&n| n > 1),
+        "the adoptions were never concurrent, so the budget was not exercised: {:?}",
+        adoption.max
+    );
+    assert_eq!(
+        before.differences(&after),
+        Vec::<String>::new(),
+        "the converged state changed over one resync (seed {seed})"
+    );
+
+    drop(operator);
+    ns.cleanup().await;
+}
+
+/// One life of the operator. Each gets its own identity, which only names
+/// its log file here (leader election is off), so every life's log is kept.
+fn incarnation(namespace: &str, life: usize) -> Operator {
+    Operator::start_with(namespace, &[("STRATA_IDENTITY", &format!("life-{life}"))])
+}
+
+fn assert_no_panic(logs: &str, life: usize) {
+    if let Some(line) = logs.lines().find(|l| l.contains("panicked")) {
+        panic!("the operator (life {life}) panicked: {line}");
+    }
+}
+
+/// The seed of the kill schedule: `STRATA_FAULT_SEED`, or a fresh one.
+fn seed() -> u64 {
+    match std::env::var(SEED) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{SEED}={text:?} is not a u64: {e}")),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("the clock is after 1970")
+                .as_nanos() as u64;
+            nanos ^ u64::from(std::process::id()).rotate_left(32)
+        }
+    }
+}
+
+/// A seeded SplitMix64 generator: the same seed gives the same schedule.
+struct Schedule(u64);
+
+impl Schedule {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// How long the next life of the operator lasts.
+    fn life(&mut self) -> Duration {
+        let (min, max) = if self.next().is_multiple_of(5) {
+            SHORT_LIFE
+        } else {
+            LIFE
+        };
+        self.between(min, max)
+    }
+
+    /// A duration drawn uniformly from `[min, max]`, to the millisecond.
+    fn between(&mut self, min: Duration, max: Duration) -> Duration {
+        let span = (max - min).as_millis() as u64;
+        min + Duration::from_millis(self.next() % (span + 1))
+    }
+}
+
+/// One Stack of the run and how fast its consumers may move.
+struct StackPlan {
+    name: String,
+    max_concurrent: IntOrString,
+    consumers: usize,
+}
+
+impl StackPlan {
+    /// The Stack at `version`: a ConfigMap shared by every version and one
+    /// per version (so each move also prunes), and an output the consumers'
+    /// pods receive (so each move rolls out new pods).
+    fn manifest(&self, version: &str) -> Value {
+        let name = &self.name;
+        json!({
+            "apiVersion": "strata.dev/v1alpha1",
+            "kind": "Stack",
+            "metadata": {"name": name},
+            "spec": {
+                "version": version,
+                "resources": [
+                    {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": format!("{name}-settings")},
+                     "data": {"release": version}},
+                    {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": format!("{name}-release-{}", version.replace('.', "-"))},
+                     "data": {"release": version}},
+                ],
+                "outputs": {"release": version},
+                "consumerRollout": {"maxConcurrent": self.max_concurrent},
+            },
+        })
+    }
+}
+
+/// What the test does to the declared state, and after which kill.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Create the second half of the functions.
+    CreateRest,
+    /// Move every Stack to this version.
+    MoveStacks(&'static str),
+    /// Give every fourth function a new version and configuration.
+    Respec,
+}
+
+/// The functions and Stacks of the run.
+struct Plan {
+    functions: usize,
+    stacks: Vec<StackPlan>,
+}
+
+impl Plan {
+    fn new(scale: &Scale) -> Self {
+        let stacks = (0..scale.stacks)
+            .map(|s| {
+                let consumers = (0..scale.functions)
+                    .filter(|i| i % scale.stacks == s)
+                    .count();
+                // Both forms of the budget: a percentage and a number.
+                let max_concurrent = if s % 2 == 0 {
+                    IntOrString::String("25%".into())
+                } else {
+                    IntOrString::Int((consumers / 8).max(2) as i32)
+                };
+                StackPlan {
+                    name: format!("stack-{s}"),
+                    max_concurrent,
+                    consumers,
+                }
+            })
+            .collect();
+        Self {
+            functions: scale.functions,
+            stacks,
+        }
+    }
+
+    /// The steps, by the kill they follow: spread over the run, so that
+    /// kills land in each phase of the rollout.
+    fn steps(&self, kills: usize) -> BTreeMap<usize, Vec<Step>> {
+        let all = [
+            Step::CreateRest,
+            Step::MoveStacks(STACK_VERSIONS[1]),
+            Step::Respec,
+            Step::MoveStacks(STACK_VERSIONS[2]),
+        ];
+        let mut steps: BTreeMap<usize, Vec<Step>> = BTreeMap::new();
+        for (j, step) in all.into_iter().enumerate() {
+            let after = (j + 1) * kills / (all.len() + 1);
+            steps.entry(after.max(j + 1)).or_default().push(step);
+        }
+        steps
+    }
+
+    async fn take(&self, step: Step, stacks: &Api<Stack>, functions: &Api<NetworkFunction>) {
+        match step {
+            Step::CreateRest => {
+                apply_all(
+                    functions,
+                    self.functions(self.functions / 2..self.functions, false),
+                )
+                .await
+            }
+            Step::MoveStacks(version) => {
+                for stack in &self.stacks {
+                    apply(stacks, stack.manifest(version)).await;
+                }
+            }
+            Step::Respec => {
+                let respecced = (0..self.functions).filter(|i| respecced(*i));
+                apply_all(functions, self.functions(respecced, true)).await
+            }
+        }
+    }
+
+    /// The manifests of functions `indices`, respecced or not.
+    fn functions(&self, indices: impl Iterator<Item = usize>, respec: bool) -> Vec<Value> {
+        indices
+            .map(|i| {
+                let f = self.function(i, respec);
+                json!({
+                    "apiVersion": "strata.dev/v1alpha1",
+                    "kind": "NetworkFunction",
+                    "metadata": {"name": function_name(i)},
+                    "spec": {
+                        "version": f.version,
+                        "image": format!("registry.example/cnf@sha256:{}", "0123456789abcdef".repeat(4)),
+                        "stackRef": {"name": f.stack, "version": REQUIREMENT, "updatePolicy": "Automatic"},
+                        "replicas": 1,
+                        "ports": [{"name": "sig", "port": 8080}],
+                        "config": f.config,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn function(&self, i: usize, respec: bool) -> DeclaredFunction {
+        let revision = usize::from(respec);
+        DeclaredFunction {
+            stack: self.stacks[i % self.stacks.len()].name.clone(),
+            version: format!("1.{revision}.0"),
+            config: [(
+                "app.yaml".to_string(),
+                format!("name: {}\nrevision: {revision}\n", function_name(i)),
+            )]
+            .into(),
+        }
+    }
+
+    /// The state declared once every step is taken.
+    fn declared(&self) -> Declared {
+        let last = STACK_VERSIONS[STACK_VERSIONS.len() - 1];
+        Declared {
+            stacks: self
+                .stacks
+                .iter()
+                .map(|s| (s.name.clone(), last.to_string()))
+                .collect(),
+            functions: (0..self.functions)
+                .map(|i| (function_name(i), self.function(i, respecced(i))))
+                .collect(),
+        }
+    }
+
+    /// How many consumers of each Stack may adopt a new version at once.
+    fn budgets(&self) -> BTreeMap<String, usize> {
+        self.stacks
+            .iter()
+            .map(|s| {
+                let rollout = ConsumerRollout {
+                    max_concurrent: s.max_concurrent.clone(),
+                };
+                (s.name.clone(), rollout_budget(Some(&rollout), s.consumers))
+            })
+            .collect()
+    }
+}
+
+fn function_name(i: usize) -> String {
+    format!("cnf-{i:03}")
+}
+
+/// Every fourth function gets a new version and configuration mid-run.
+fn respecced(i: usize) -> bool {
+    i % 4 == 3
+}
+
+/// Server-side applies `object` as the test's field manager.
+async fn apply<K>(api: &Api<K>, object: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"].as_str().expect("a name");
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
+}
+
+/// Applies `objects`, a few at a time.
+async fn apply_all<K>(api: &Api<K>, objects: Vec<Value>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    futures::stream::iter(objects)
+        .map(|object| apply(api, object))
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// One kill and what the operator had done in the life it ended.
+struct Kill {
+    number: usize,
+    /// Since the start of the run.
+    at: Duration,
+    /// How long the killed process had run.
+    uptime: Duration,
+    /// Whether its caches had synced (it was reconciling).
+    synced: bool,
+    /// Rollouts it started (records it created).
+    rollouts_started: usize,
+    /// The state it left behind.
+    progress: Progress,
+}
+
+/// How far the rollout was at one moment.
+struct Progress {
+    functions: usize,
+    ready: usize,
+    records: usize,
+}
+
+impl Progress {
+    async fn now(functions: &Api<NetworkFunction>, records: &Api<DeploymentRecord>) -> Self {
+        let functions = functions
+            .list(&ListParams::default())
+            .await
+            .expect("list functions")
+            .items;
+        let ready = functions
+            .iter()
+            .filter(|nf| {
+                nf.status.as_ref().is_some_and(|s| {
+                    s.deployed_with
+                        .as_ref()
+                        .is_some_and(|d| d.ready_at.is_some())
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+            .count();
+        let records = records
+            .list_metadata(&ListParams::default())
+            .await
+            .expect("list records")
+            .items
+            .len();
+        Self {
+            functions: functions.len(),
+            ready,
+            records,
+        }
+    }
+}
+
+fn figures(
+    scale: &Scale,
+    seed: u64,
+    kills: &[Kill],
+    convergence: Duration,
+    report: &declared::Report,
+    adoption: &adoption::Observed,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== crash safety figures (seed {seed}, {} functions on {} stacks)",
+        scale.functions, scale.stacks
+    );
+    for k in kills {
+        let _ = writeln!(
+            out,
+            "kill {:>2} at {:>6.1}s: had run {:>4.1}s, {}, started {:>3} rollouts; left {}/{} functions Ready, {} records",
+            k.number,
+            k.at.as_secs_f64(),
+            k.uptime.as_secs_f64(),
+            if k.synced {
+                "reconciling"
+            } else {
+                "before its caches synced"
+            },
+            k.rollouts_started,
+            k.progress.ready,
+            k.progress.functions,
+            k.progress.records,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "kills survived: {} (each restarted at once; {} while reconciling, {} during start-up)",
+        kills.len(),
+        kills.iter().filter(|k| k.synced).count(),
+        kills.iter().filter(|k| !k.synced).count(),
+    );
+    let _ = writeln!(
+        out,
+        "convergence after the last restart: {:.1}s",
+        convergence.as_secs_f64()
+    );
+    let total: usize = report.objects.values().sum();
+    let _ = writeln!(out, "objects checked: {total} {:?}", report.objects);
+    let _ = writeln!(
+        out,
+        "most consumers adopting one stack version at once (budget): {}",
+        adoption
+            .max
+            .iter()
+            .map(|((stack, version), n)| format!(
+                "{stack} {version}: {n} ({})",
+                adoption.budgets.get(stack).copied().unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = write!(
+        out,
+        "findings: {} in the declared state, {} over the adoption budget",
+        report.violations.len(),
+        adoption.violations.len()
+    );
+    out
+}
+
+/// Lists every object of `api`, panicking with `what` on failure.
+async fn list_all<K>(api: &Api<K>, what: &str) -> Vec<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot list {what}: {e}"))
+        .items
+}
