@@ -134,6 +134,8 @@ struct Report {
     ratio: f64,
     writes: Vec<WriteRow>,
     strata_writes_per_function: f64,
+    reconciles_per_function: f64,
+    operator_cpu_seconds: f64,
     design_minimum_writes_per_function: f64,
     extra_writes_per_function_vs_bare: f64,
     idle_seconds: u64,
@@ -254,12 +256,13 @@ async fn phases(
     phase(&format!("strata: {} stacks, {n} functions", options.stacks));
     let mut operator = Operator::start(strata_ns)?;
     operator.wait_ready(Duration::from_secs(60)).await?;
+    let cpu_before = operator.cpu_seconds();
     let before = scrape(client).await?;
     let started = Instant::now();
     let objects = stacks
         .iter()
         .cloned()
-        .map(|s| Object::Stack(s))
+        .map(Object::Stack)
         .chain(functions.iter().cloned().map(Object::Function))
         .collect();
     apply_all(client, strata_ns, objects, options.apply_concurrency).await?;
@@ -274,6 +277,9 @@ async fn phases(
     .await?;
     report.strata_seconds = started.elapsed().as_secs_f64();
     report.ratio = report.strata_seconds / report.bare_seconds;
+    report.operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
+    let addr = operator.addr(Duration::from_secs(10)).await?;
+    report.reconciles_per_function = reconciles(addr, "NetworkFunction").await / n as f64;
     let strata_writes = writes(&before, &scrape(client).await?);
     account_writes(report, &bare_writes, &strata_writes, n);
 
@@ -434,9 +440,9 @@ fn function(i: usize, stacks: usize, replicas: i32) -> Value {
 enum Object {
     Stack(Value),
     Function(Value),
-    ConfigMap(ConfigMap),
-    Service(Service),
-    Deployment(Deployment),
+    ConfigMap(Box<ConfigMap>),
+    Service(Box<Service>),
+    Deployment(Box<Deployment>),
 }
 
 /// The children Strata renders for each function, without owner references
@@ -466,15 +472,15 @@ fn bare_objects(stacks: &[Value], functions: &[Value], ns: &str) -> Result<Vec<O
         let children = desired(&nf, stack, &[])?;
         if let Some(mut cm) = children.config_map {
             cm.metadata.owner_references = None;
-            objects.push(Object::ConfigMap(cm));
+            objects.push(Object::ConfigMap(Box::new(cm)));
         }
         if let Some(mut service) = children.service {
             service.metadata.owner_references = None;
-            objects.push(Object::Service(service));
+            objects.push(Object::Service(Box::new(service)));
         }
         let mut deployment = children.deployment;
         deployment.metadata.owner_references = None;
-        objects.push(Object::Deployment(deployment));
+        objects.push(Object::Deployment(Box::new(deployment)));
     }
     Ok(objects)
 }
@@ -570,9 +576,9 @@ async fn apply_all(
                     Object::Function(v) => {
                         apply_value::<NetworkFunction>(&client, ns, &params, v).await
                     }
-                    Object::ConfigMap(o) => apply_typed(&client, ns, &params, o).await,
-                    Object::Service(o) => apply_typed(&client, ns, &params, o).await,
-                    Object::Deployment(o) => apply_typed(&client, ns, &params, o).await,
+                    Object::ConfigMap(o) => apply_typed(&client, ns, &params, *o).await,
+                    Object::Service(o) => apply_typed(&client, ns, &params, *o).await,
+                    Object::Deployment(o) => apply_typed(&client, ns, &params, *o).await,
                 }
             }
         })
@@ -868,7 +874,11 @@ impl Operator {
         let out = File::options().create(true).append(true).open(&log)?;
         let err = out.try_clone()?;
         let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        // STRATA_BENCH_OPERATOR runs another build (e.g. a baseline) instead.
+        let binary = std::env::var_os("STRATA_BENCH_OPERATOR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata")));
+        let child = Command::new(binary)
             .arg("run")
             .env("STRATA_NAMESPACES", ns)
             .env("STRATA_METRICS_ADDR", "127.0.0.1:0")
@@ -909,11 +919,11 @@ impl Operator {
                         .parse()
                         .ok()
                 });
-            if let Some(addr) = addr.filter(|_| self.child.try_wait().ok().flatten().is_none()) {
-                if port_open(addr).await {
-                    self.metrics = Some(addr);
-                    return Ok(addr);
-                }
+            if let Some(addr) = addr.filter(|_| self.child.try_wait().ok().flatten().is_none())
+                && port_open(addr).await
+            {
+                self.metrics = Some(addr);
+                return Ok(addr);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("the operator (pid {pid}) exited: {status}").into());
@@ -969,6 +979,25 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// CPU time (user and system) the process has used, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15; clock ticks are 1/100 s on Linux.
+        (ticks(11) + ticks(12)) / 100.0
     }
 
     /// (peak, current) resident memory in MiB.
@@ -1092,7 +1121,7 @@ fn print_report(r: &Report) {
         "{} functions over {} stacks, {} replicas each\n",
         r.functions, r.stacks, r.replicas
     );
-    let rows: [(String, String); 12] = [
+    let rows: [(String, String); 14] = [
         (
             "bare objects Available (b)".into(),
             format!("{:.1} s", r.bare_seconds),
@@ -1102,6 +1131,14 @@ fn print_report(r: &Report) {
             format!("{:.1} s", r.strata_seconds),
         ),
         ("ratio a/b".into(), format!("{:.2}", r.ratio)),
+        (
+            "operator CPU to converge".into(),
+            format!("{:.1} s", r.operator_cpu_seconds),
+        ),
+        (
+            "NetworkFunction reconciles per function".into(),
+            format!("{:.1}", r.reconciles_per_function),
+        ),
         (
             "Strata writes per function".into(),
             format!(

@@ -51,6 +51,54 @@ fn declared(d: &Deployment) -> (Option<i32>, Option<String>, Option<String>) {
     (d.spec.replicas, image, version)
 }
 
+/// A change another writer makes to the Deployment of `upf`.
+enum Edit {
+    /// `kubectl scale --replicas=5`: an update of the scale subresource.
+    Scale,
+    /// `kubectl set image`: an update by kubectl.
+    SetImage,
+    /// A forced server-side apply of a pod-template annotation by another manager.
+    ForeignApply,
+}
+
+impl Edit {
+    /// Makes the change; returns what it was.
+    async fn perform(&self, t: &Fixture) -> &'static str {
+        let ns = t.name();
+        match self {
+            Edit::Scale => {
+                let out = kubectl(["-n", ns, "scale", "deployment/upf", "--replicas=5"]);
+                assert!(out.status.success(), "{out:?}");
+                "kubectl scale --replicas=5"
+            }
+            Edit::SetImage => {
+                let image = "function=registry.example/evil:1";
+                let out = kubectl(["-n", ns, "set", "image", "deployment/upf", image]);
+                assert!(out.status.success(), "{out:?}");
+                "kubectl set image"
+            }
+            Edit::ForeignApply => {
+                let patch = json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "upf"},
+                    "spec": {"template": {"metadata": {"annotations": {
+                        "strata.dev/stack-version": "9.9.9"
+                    }}}}
+                });
+                t.deployments
+                    .patch(
+                        "upf",
+                        &PatchParams::apply("intruder").force(),
+                        &Patch::Apply(&patch),
+                    )
+                    .await
+                    .expect("the intruder's apply");
+                "a forced server-side apply by another field manager"
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn another_writer_is_overruled_without_loops_or_conflicts() {
     let t = Fixture::start("conflicts").await;
@@ -73,68 +121,9 @@ async fn another_writer_is_overruled_without_loops_or_conflicts() {
     assert_eq!(declared(&t.deployment("upf").await.unwrap()), want);
     let conflicts_before = deployment_conflicts().await;
 
-    let ns = t.name().to_string();
-    let intruder = PatchParams::apply("intruder").force();
-    let edits: Vec<(
-        &str,
-        Box<dyn Fn() -> futures::future::BoxFuture<'static, ()>>,
-    )> = vec![
-        (
-            "kubectl scale --replicas=5",
-            Box::new({
-                let ns = ns.clone();
-                move || {
-                    let out = kubectl(["-n", &ns, "scale", "deployment/upf", "--replicas=5"]);
-                    assert!(out.status.success(), "{out:?}");
-                    Box::pin(async {})
-                }
-            }),
-        ),
-        (
-            "kubectl set image",
-            Box::new({
-                let ns = ns.clone();
-                move || {
-                    let out = kubectl([
-                        "-n",
-                        &ns,
-                        "set",
-                        "image",
-                        "deployment/upf",
-                        "function=registry.example/evil:1",
-                    ]);
-                    assert!(out.status.success(), "{out:?}");
-                    Box::pin(async {})
-                }
-            }),
-        ),
-        (
-            "a forced server-side apply by another field manager",
-            Box::new({
-                let api = t.deployments.clone();
-                let intruder = intruder.clone();
-                move || {
-                    let api = api.clone();
-                    let intruder = intruder.clone();
-                    Box::pin(async move {
-                        let patch = json!({
-                            "apiVersion": "apps/v1", "kind": "Deployment",
-                            "metadata": {"name": "upf"},
-                            "spec": {"template": {"metadata": {"annotations": {
-                                "strata.dev/stack-version": "9.9.9"
-                            }}}}
-                        });
-                        api.patch("upf", &intruder, &Patch::Apply(&patch))
-                            .await
-                            .expect("the intruder's apply");
-                    })
-                }
-            }),
-        ),
-    ];
-
-    for (round, (what, edit)) in edits.iter().enumerate() {
-        edit().await;
+    let edits = [Edit::Scale, Edit::SetImage, Edit::ForeignApply];
+    for (round, edit) in edits.iter().enumerate() {
+        let what = edit.perform(&t).await;
         let restored = wait_for(DEADLINE, &format!("Strata to undo {what}"), || async {
             let d = t.deployment("upf").await.ok_or("no Deployment")?;
             if declared(&d) == want {

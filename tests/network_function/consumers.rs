@@ -17,6 +17,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use strata::api::NetworkFunction;
 
+use super::support::wait_for;
 use super::{DEADLINE, Fixture, condition, pinned_image, ready_on};
 
 const CONSUMERS: usize = 10;
@@ -156,12 +157,23 @@ async fn consumers_adopt_a_new_stack_version_at_most_max_concurrent_at_a_time() 
             Some(records[0].name_any().as_str())
         );
     }
-    let stack = t.stack_ready("fleet", "1.1.0").await;
-    let consumers = stack.status.unwrap().consumers.unwrap();
-    assert_eq!(
-        (consumers.total, consumers.on_current_version),
-        (CONSUMERS as i32, CONSUMERS as i32)
-    );
+    // The counts are written at most once a second per stack: they follow.
+    t.stack_ready("fleet", "1.1.0").await;
+    wait_for(
+        DEADLINE,
+        "the stack to count every consumer on 1.1.0",
+        || async {
+            let stack = t.stacks.get("fleet").await.map_err(|e| e.to_string())?;
+            let consumers = stack.status.and_then(|s| s.consumers).unwrap_or_default();
+            let counts = (consumers.total, consumers.on_current_version);
+            if counts == (CONSUMERS as i32, CONSUMERS as i32) {
+                Ok(())
+            } else {
+                Err(format!("(total, onCurrentVersion) = {counts:?}"))
+            }
+        },
+    )
+    .await;
     drop(stream);
     t.finish().await;
 }
