@@ -224,7 +224,11 @@ pub async fn ensure(
         },
         status: None,
     };
-    match api.create(&PostParams::default(), &record).await {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &record).await {
         Ok(created) => {
             set_outcome(ctx, &created, Outcome::Progressing).await?;
             Ok((created.spec.started_at, true))
