@@ -7,6 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod bounded;
+
 /// A versioned unit of infrastructure: a manifest (`resources`) plus an
 /// inventory (`parameters`) for one environment. A version is immutable: once
 /// applied with one content digest, the same version with other content is
@@ -74,7 +76,7 @@ pub struct StackSpec {
     /// Kubernetes objects applied as one unit with server-side apply. Each
     /// names apiVersion, kind and metadata.name; namespaced objects without a
     /// namespace go to the Stack's namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::resources")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Vec<serde_json::Value>,
 

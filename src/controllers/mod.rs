@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod conditions;
+mod events;
 pub mod function;
 pub mod stack;
 
@@ -46,6 +47,9 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
 }
 
+/// The controller name on the Events the operator publishes.
+const REPORTER: &str = "strata";
+
 /// Everything a reconcile needs, shared by all controllers.
 pub struct Context {
     /// Client with the operator's own identity.
@@ -82,7 +86,7 @@ impl Context {
         metrics: Metrics,
         stores: Stores,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter::from("strata"));
+        let recorder = Recorder::new(client.clone(), Reporter::from(REPORTER));
         Self {
             client,
             config,
@@ -189,11 +193,17 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(events::fit_note(note)),
             action: action.into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &reference).await {
+        let published =
+            if obj.meta().name.as_ref().map_or(0, String::len) > events::MAX_RECORDED_NAME {
+                events::publish_long_named(&self.client, REPORTER, &event, &reference).await
+            } else {
+                self.recorder.publish(&event, &reference).await
+            };
+        if let Err(error) = published {
             tracing::warn!(%error, reason, "publishing an event failed");
         }
     }

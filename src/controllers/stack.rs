@@ -5,6 +5,8 @@
 //! drift, and protects the Stack from deletion while NetworkFunctions consume
 //! it.
 
+mod redact;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
@@ -32,6 +34,7 @@ use crate::{
         stack::{RenderedStack, add_stack_labels, default_namespace, render_stack},
     },
 };
+use redact::SecretValues;
 
 /// Field manager of everything the Stack controller writes.
 pub const MANAGER: &str = "strata.dev/stack";
@@ -233,7 +236,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
     let mut pruned = Vec::new();
     if stack.spec.prune {
         for gone in status.inventory.iter().filter(|o| !inventory.contains(o)) {
-            if let Some(target) = resolve_managed(ctx, gone).await? {
+            if let Some(target) = resolve_managed(ctx, ns, gone).await? {
                 pruned.push(target);
             }
         }
@@ -491,13 +494,27 @@ async fn apply(
     dynamic_api(client, item)
         .patch(&item.id.name, &params, &Patch::Apply(&item.object))
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 400 || s.code == 422 => Error::InvalidField(format!(
-                "spec.resources[{}] ({}/{}) was refused by the API server: {}",
-                item.index, item.id.kind, item.id.name, s.message
-            )),
+        .map_err(|e| match SecretValues::of(&item.object).redact_error(e) {
+            kube::Error::Api(s) if s.code == 400 || s.code == 422 || cannot_convert(&s) => {
+                Error::InvalidField(format!(
+                    "spec.resources[{}] ({}/{}) was refused by the API server: {}",
+                    item.index, item.id.kind, item.id.name, s.message
+                ))
+            }
             e => refused(stack, ns, &item.id, "patch", e),
         })
+}
+
+/// Whether the API server could not read the object as its kind: a value of
+/// the wrong type (a number in a Secret's `stringData`), `data` that is not
+/// base64. Server-side apply reports these as 500, but they are the spec's
+/// fault and retrying cannot help.
+fn cannot_convert(status: &kube::core::Status) -> bool {
+    status.code == 500
+        && (status
+            .message
+            .starts_with("failed to create typed patch object")
+            || status.message.starts_with("failed to convert new object"))
 }
 
 fn dynamic_api(client: &Client, item: &Planned) -> Api<DynamicObject> {
@@ -545,8 +562,12 @@ fn denied_verb(message: &str) -> Option<&str> {
 }
 
 /// Resolves a managed object's kind for deleting it; `None` when the kind is
-/// gone (its CRD was removed), and so are its objects.
-async fn resolve_managed(ctx: &Ctx, object: &ManagedObject) -> Result<Option<Planned>> {
+/// gone (its CRD was removed), and so are its objects, and when the object is
+/// outside the scope the operator allows: the inventory is read from the
+/// status, which whoever may write `stacks/status` could fill with any
+/// object, and the operator must not delete for a Stack what it would not
+/// have applied for it.
+async fn resolve_managed(ctx: &Ctx, ns: &str, object: &ManagedObject) -> Result<Option<Planned>> {
     let (group, version) = match object.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", object.api_version.as_str()),
@@ -558,11 +579,18 @@ async fn resolve_managed(ctx: &Ctx, object: &ManagedObject) -> Result<Option<Pla
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
         Err(e) => return Err(e),
     };
+    let namespaced = caps.scope == Scope::Namespaced;
+    let in_scope = namespaced && object.namespace.as_deref() == Some(ns);
+    if !in_scope && !ctx.settings.allow_cross_namespace {
+        tracing::warn!(kind = %object.kind, name = %object.name, namespace = ?object.namespace,
+            "not deleting an inventory entry outside the Stack's namespace, which the operator does not allow");
+        return Ok(None);
+    }
     Ok(Some(Planned {
         // No longer in spec.resources; only applies name an index.
         index: 0,
         resource,
-        namespaced: caps.scope == Scope::Namespaced,
+        namespaced,
         id: object.clone(),
         object: Value::Null,
     }))
@@ -692,7 +720,7 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         };
         let status: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
         for object in &status.inventory {
-            if let Some(target) = resolve_managed(ctx, object).await? {
+            if let Some(target) = resolve_managed(ctx, ns, object).await? {
                 delete(stack, &client, ns, &target, false).await?;
             }
         }

@@ -20,6 +20,8 @@ pub mod function;
 pub mod stack;
 mod template;
 
+pub(crate) use template::MAX_DEPTH;
+
 /// Why a spec cannot be rendered. Every variant is a fault in the user's spec
 /// (or, for [`RenderError::MissingMetadata`], an object that did not come from
 /// the API server); the message names the field and says what to change.
@@ -60,6 +62,21 @@ pub enum RenderError {
         resource: String,
         /// Where in the resource, or the output name.
         path: String,
+    },
+
+    /// A bad placeholder in a Secret. Unlike the other placeholder errors,
+    /// the text is not quoted: it is part of a Secret's value, and this
+    /// message goes to the Stack's status, an Event and the log.
+    #[error(
+        "{resource} has {fault} in {path}; the text is not shown because it is in a Secret: add the parameter to spec.parameters, fix the placeholder, or write $${{ for a literal ${{"
+    )]
+    PlaceholderInSecret {
+        /// The resource, e.g. `spec.resources[1] (Secret/credentials)`.
+        resource: String,
+        /// Where in the Secret (`stringData.password`).
+        path: String,
+        /// What is wrong, without the text: `a placeholder that is not a parameter`.
+        fault: &'static str,
     },
 
     /// A resource that is not a Kubernetes object with apiVersion, kind and name.

@@ -96,8 +96,13 @@ fn render_resource(
         });
     }
     let mut resource = raw.clone();
-    substitute_value(&mut resource, parameters)
-        .map_err(|(fault, path)| fault_error(fault, resource_label, path))?;
+    substitute_value(&mut resource, parameters).map_err(|(fault, path)| {
+        if is_secret(raw) {
+            secret_fault_error(&fault, resource_label, path)
+        } else {
+            fault_error(fault, resource_label, path)
+        }
+    })?;
 
     // Placeholders may have changed the identity, or emptied it.
     let id = identify(&resource).map_err(|reason| RenderError::MalformedResource {
@@ -281,6 +286,27 @@ fn required<'v>(value: Option<&'v Value>, field: &str, example: &str) -> Result<
         }
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(format!("{field} must be a string (for example {example})")),
+    }
+}
+
+/// Whether a resource is a core/v1 Secret, whose values must never be quoted.
+pub fn is_secret(resource: &Value) -> bool {
+    resource.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && resource.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+/// The error for a substitution fault in a Secret: what is wrong and where,
+/// not the text.
+fn secret_fault_error(fault: &Fault, resource: String, path: String) -> RenderError {
+    let fault = match fault {
+        Fault::Unknown(_) => "a placeholder that is not a parameter",
+        Fault::Invalid(_) => "an invalid placeholder",
+        Fault::Unterminated => "a ${ without a closing }",
+    };
+    RenderError::PlaceholderInSecret {
+        resource,
+        path,
+        fault,
     }
 }
 

@@ -20,7 +20,8 @@ use super::settings::{LogFormat, Settings};
 /// Installs the global subscriber. Fields of the reconcile span (kind,
 /// namespace, name) are on every line logged inside it.
 pub fn init(settings: &Settings) {
-    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(log_filter(&settings.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     match settings.log_format {
         LogFormat::Json => registry
@@ -38,6 +39,19 @@ pub fn init(settings: &Settings) {
                     .with_ansi(std::io::stdout().is_terminal()),
             )
             .init(),
+    }
+}
+
+/// kube-client logs the body of every refused request at debug level, and
+/// the API server's message can quote the values it refused, a Secret's data
+/// included. The controllers log each refusal themselves, with secret values
+/// cut out (see `controllers::stack::redact`); so kube-client's own client
+/// module stays at info unless the filter names kube_client explicitly.
+fn log_filter(level: &str) -> String {
+    if level.contains("kube_client") {
+        level.to_string()
+    } else {
+        format!("{level},kube_client::client=info")
     }
 }
 
@@ -143,6 +157,15 @@ mod tests {
     use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
+
+    #[test]
+    fn kube_client_error_bodies_stay_out_of_debug_logs() {
+        assert_eq!(log_filter("debug"), "debug,kube_client::client=info");
+        assert_eq!(
+            log_filter("info,kube_client=trace"),
+            "info,kube_client=trace"
+        );
+    }
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);

@@ -384,3 +384,28 @@ fn large_stacks_render() {
     assert_eq!(rendered.resources[499]["data"]["k199"], "x-value");
     assert_eq!(render_stack(&stack).unwrap().digest, rendered.digest);
 }
+
+/// A placeholder error in a Secret says what and where, never the text,
+/// which is part of a secret value.
+#[test]
+fn placeholder_errors_in_a_secret_do_not_quote_it() {
+    for (value, fault) in [
+        ("p@ss${hunter2}", "a placeholder that is not a parameter"),
+        ("p@ss${hunter 2}", "an invalid placeholder"),
+        ("p@ss${hunter2", "a ${ without a closing }"),
+    ] {
+        let mut stack = spec("version: 1.0.0");
+        stack
+            .resources
+            .push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "credentials"}, "stringData": {"password": value}}));
+        let message = render_stack(&stack).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "spec.resources[0] (Secret/credentials) has {fault} in stringData.password; the text is not shown because it is in a Secret: add the parameter to spec.parameters, fix the placeholder, or write $${{ for a literal ${{"
+            )
+        );
+        assert!(!message.contains("hunter"), "{message}");
+    }
+}
