@@ -10,10 +10,13 @@ pub mod stack;
 
 use std::{collections::HashMap, sync::Arc};
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::ObjectReference};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, ObjectReference, Service},
+};
 use kube::{
     Client, Resource, ResourceExt,
-    api::{Api, Patch, PatchParams},
+    api::{Api, PartialObjectMeta, Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
@@ -45,6 +48,10 @@ pub struct Stores {
     pub chains: Store<ServiceChain>,
     /// The Deployments of NetworkFunctions.
     pub deployments: Store<Deployment>,
+    /// The metadata of the Services of NetworkFunctions.
+    pub services: Store<PartialObjectMeta<Service>>,
+    /// The metadata of the ConfigMaps of NetworkFunctions.
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
 }
 
 /// The controller name on the Events the operator publishes.
@@ -237,7 +244,8 @@ pub const APPLIED_DIGEST: &str = "strata.dev/applied-digest";
 
 /// Server-side applies `child` under `manager` unless the live object carries
 /// the same [`APPLIED_DIGEST`]. `live` gives the live metadata when the caller
-/// has it (a cache, a list); when it returns `None` the object is read.
+/// has it (a cache, a list); when it is missing or differs the object is read,
+/// since a cache may not have seen Strata's own last apply yet.
 pub(crate) async fn apply_if_changed<K>(
     ctx: &Context,
     ns: &str,
@@ -254,14 +262,11 @@ where
 {
     let (child, digest) = stamped(child);
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let live = match live() {
-        Some(meta) => Some(meta),
-        None => api
-            .get_metadata_opt(&child.name_any())
-            .await?
-            .map(|m| m.metadata),
-    };
-    if live.as_ref().and_then(applied_digest) == Some(&digest) {
+    if live().as_ref().and_then(applied_digest) == Some(&digest) {
+        return Ok(());
+    }
+    let fresh = api.get_metadata_opt(&child.name_any()).await?;
+    if fresh.as_ref().and_then(|m| applied_digest(&m.metadata)) == Some(&digest) {
         return Ok(());
     }
     force_apply(&api, manager, &child).await?;

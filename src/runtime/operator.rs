@@ -7,14 +7,19 @@ use futures::{
     FutureExt, StreamExt,
     future::{BoxFuture, Shared},
 };
-use k8s_openapi::api::{apps::v1::Deployment, networking::v1::NetworkPolicy};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Service},
+    networking::v1::NetworkPolicy,
+};
 use kube::{
     Client, Resource, ResourceExt,
-    api::Api,
+    api::{Api, PartialObjectMeta},
     runtime::{
         Controller, WatchStreamExt,
         controller::{Action, Config as ControllerConfig},
         reflector::{self, ObjectRef},
+        utils::PredicateConfig,
         watcher,
     },
 };
@@ -30,9 +35,12 @@ use super::{
 };
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
-    controllers::{Context, Ctx, Stores, chain, function, stack},
+    controllers::{Context, Ctx, Stores, chain, conditions, function, stack},
     render::chain::LABEL_SERVICE_CHAIN,
 };
+
+/// The label on every child of a NetworkFunction.
+const MANAGED_BY_STRATA: &str = "app.kubernetes.io/managed-by=strata";
 
 type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 
@@ -272,12 +280,36 @@ async fn controllers(process: Process, gate: Gate) {
     // Deployments of NetworkFunctions: a cache for reads, and a trigger for their owners.
     let (deployments, deployment_writer) = reflector::store::<Deployment>();
     let deployment_api: Api<Deployment> = api(&client, &settings);
+    // (Managed fields are dropped from every cache: nothing reads them, and
+    // they are much of each object's size.)
     let deployment_events = reflector::reflector(
         deployment_writer,
+        watcher(deployment_api, watch_config().labels(MANAGED_BY_STRATA))
+            .modify(|d| d.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    // The metadata of their Services and ConfigMaps: whether Strata's last
+    // apply is in place, without a read per reconcile; and a trigger.
+    let (services, service_writer) = reflector::store::<PartialObjectMeta<Service>>();
+    let service_events = reflector::reflector(
+        service_writer,
         watcher(
-            deployment_api,
-            watch_config().labels("app.kubernetes.io/managed-by=strata"),
-        ),
+            api::<PartialObjectMeta<Service>>(&client, &settings),
+            watch_config().labels(MANAGED_BY_STRATA),
+        )
+        .modify(|m| m.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (config_maps, config_map_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
+    let config_map_events = reflector::reflector(
+        config_map_writer,
+        watcher(
+            api::<PartialObjectMeta<ConfigMap>>(&client, &settings),
+            watch_config().labels(MANAGED_BY_STRATA),
+        )
+        .modify(|m| m.managed_fields_mut().clear()),
     )
     .default_backoff()
     .touched_objects();
@@ -303,6 +335,8 @@ async fn controllers(process: Process, gate: Gate) {
         functions: functions.clone(),
         chains: chains.clone(),
         deployments,
+        services,
+        config_maps,
     };
 
     // A function's change concerns its stack (consumer counts).
@@ -316,27 +350,31 @@ async fn controllers(process: Process, gate: Gate) {
     let consumers_of = functions.clone();
     let related = functions.clone();
     let chains_of = chains.clone();
+    // Only what consumers read from a Stack wakes them: with a thousand
+    // consumers, each write of the Stack's consumer counts woke all of them.
+    let stack_changes = watcher(api::<Stack>(&client, &settings), watch_config())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(consumer_view, PredicateConfig::default());
     let function_controller = function_controller
-        .watches(
-            api::<Stack>(&client, &settings),
-            watch_config(),
-            move |stack| {
-                let ns = stack.namespace();
-                let name = stack.name_any();
-                consumers_of
-                    .state()
-                    .into_iter()
-                    .filter(|nf| nf.namespace() == ns && nf.spec.stack_ref.name == name)
-                    .map(|nf| ObjectRef::from_obj(&*nf))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(stack_changes, move |stack| {
+            let ns = stack.namespace();
+            let name = stack.name_any();
+            consumers_of
+                .state()
+                .into_iter()
+                .filter(|nf| nf.namespace() == ns && nf.spec.stack_ref.name == name)
+                .map(|nf| ObjectRef::from_obj(&*nf))
+                .collect::<Vec<_>>()
+        })
         .watches(
             api::<NetworkFunction>(&client, &settings),
             watch_config(),
             move |changed| related_functions(&related, &chains_of, &changed),
         )
         .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(config_map_events)
         .watches_stream(chain_events, |chain| {
             let ns = chain.namespace().unwrap_or_default();
             chain
@@ -375,6 +413,8 @@ async fn controllers(process: Process, gate: Gate) {
         synced(&stores.chains).await;
         synced(&chain_store).await;
         synced(&stores.deployments).await;
+        synced(&stores.services).await;
+        synced(&stores.config_maps).await;
         tracing::info!("caches synced; reconciling");
         synced_tx.send_replace(true);
         health.set(Readiness::Leading);
@@ -445,6 +485,33 @@ impl Gate {
             .boxed()
         }
     }
+}
+
+/// A hash of what a Stack's consumers read from it: the revision applied,
+/// whether it is Ready for its generation (and why not), its outputs, the
+/// adoption budget, deletion. Consumer counts and history are left out.
+fn consumer_view(stack: &Stack) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    stack.metadata.uid.hash(&mut hasher);
+    stack
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    serde_json::to_string(&stack.spec.consumer_rollout)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    if let Some(status) = &stack.status {
+        status.version.hash(&mut hasher);
+        status.digest.hash(&mut hasher);
+        status.outputs.hash(&mut hasher);
+        (status.observed_generation == stack.metadata.generation).hash(&mut hasher);
+        if let Some(ready) = conditions::get(&status.conditions, conditions::READY) {
+            (&ready.status, &ready.reason, &ready.message).hash(&mut hasher);
+        }
+    }
+    Some(hasher.finish())
 }
 
 /// The chains in `function`'s namespace that have it as a hop.

@@ -133,17 +133,26 @@ async fn another_writer_is_overruled_without_loops_or_conflicts() {
             }
         })
         .await;
-        let corrections = t
-            .events_about("upf", "Normal", "DriftCorrected", |_| true)
-            .await;
-        let count: i32 = corrections
-            .iter()
-            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-            .sum();
-        assert!(
-            count as usize > round,
-            "after {what}: {count} DriftCorrected events"
-        );
+        // The Event follows the restoring apply (a repeat bumps its series).
+        wait_for(
+            DEADLINE,
+            &format!("a DriftCorrected Event for {what}"),
+            || async {
+                let corrections = t
+                    .events_about("upf", "Normal", "DriftCorrected", |_| true)
+                    .await;
+                let count: i32 = corrections
+                    .iter()
+                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                    .sum();
+                if count as usize > round {
+                    Ok(())
+                } else {
+                    Err(format!("{count} DriftCorrected events"))
+                }
+            },
+        )
+        .await;
         // Strata owns what it declares again.
         let managers: Vec<String> = restored
             .metadata

@@ -64,10 +64,15 @@ const OPERATOR: &[Need] = &[
         "deployments",
         &["get", "list", "watch", "create", "patch"],
     ),
-    // A NetworkFunction's config ConfigMap and Service: apply_if_changed
-    // (function/mod.rs apply_children -> controllers/mod.rs).
-    ("", "configmaps", &["get", "create", "patch"]),
-    ("", "services", &["get", "create", "patch"]),
+    // A NetworkFunction's config ConfigMap and Service: list+watch, their
+    // metadata reflectors (src/runtime/operator.rs); get, create, patch:
+    // apply_if_changed (function/mod.rs apply_children -> controllers/mod.rs).
+    (
+        "",
+        "configmaps",
+        &["get", "list", "watch", "create", "patch"],
+    ),
+    ("", "services", &["get", "list", "watch", "create", "patch"]),
     // A chain's NetworkPolicies: .owns() (list, watch; src/runtime/operator.rs);
     // sync_policies lists them, applies with apply_if_changed (get, create,
     // patch) and deletes stale ones (src/controllers/chain.rs).

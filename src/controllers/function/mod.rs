@@ -10,8 +10,12 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Resource, ResourceExt,
-    api::Api,
-    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+    api::{Api, ObjectMeta, PartialObjectMeta},
+    runtime::{
+        controller::Action,
+        events::EventType,
+        reflector::{ObjectRef, Store},
+    },
 };
 use serde::Serialize;
 
@@ -364,7 +368,12 @@ async fn apply_children(
     children: &Children,
 ) -> Result<()> {
     if let Some(config_map) = &children.config_map {
-        apply_child(ctx, ns, config_map.clone(), || None).await?;
+        let live = cached(
+            &ctx.stores.config_maps,
+            ns,
+            config_map.metadata.name.as_ref(),
+        );
+        apply_child(ctx, ns, config_map.clone(), || live).await?;
     }
     let name = nf.name_any();
     let live = ctx
@@ -388,9 +397,24 @@ async fn apply_children(
             .await;
     }
     if let Some(service) = &children.service {
-        apply_child(ctx, ns, service.clone(), || None).await?;
+        let live = cached(&ctx.stores.services, ns, service.metadata.name.as_ref());
+        apply_child(ctx, ns, service.clone(), || live).await?;
     }
     Ok(())
+}
+
+/// The cached metadata of child `name` in `ns`.
+fn cached<K>(
+    store: &Store<PartialObjectMeta<K>>,
+    ns: &str,
+    name: Option<&String>,
+) -> Option<ObjectMeta>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .get(&ObjectRef::new(name?).within(ns))
+        .map(|m| m.metadata.clone())
 }
 
 /// Server-side applies `child` unless it is unchanged since Strata applied it.
