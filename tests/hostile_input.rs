@@ -15,12 +15,17 @@
 //! - What the API server refuses at admission is named: a function name of
 //!   53 characters, a Stack name of 254, a Stack bigger than etcd stores, 33
 //!   comparators in a requirement.
+//! - Bad NetworkFunctions on the good Stack (a config key that is not a
+//!   file name, an env variable that collides with a Stack output) are
+//!   Stalled too, and roll nothing out.
 //! - The operator never panics.
-//!
-//! The properties of rendering, digests and requirement parsing on arbitrary
-//! input are in `src/render/template/properties.rs`,
-//! `src/api/rules/properties.rs` and `tests/render_properties.rs`.
+//! - [`properties`]: the digest and Stack rendering on arbitrary input
+//!   (no control plane). Substitution and requirement parsing are
+//!   property-tested next to their code: `src/render/template/properties.rs`,
+//!   `src/api/rules/properties.rs`.
 
+#[path = "hostile_input/properties.rs"]
+mod properties;
 mod support;
 
 use std::collections::BTreeMap;
@@ -131,6 +136,26 @@ async fn wait_stalled(stacks: &Api<Stack>, configmaps: &Api<ConfigMap>, name: &s
     format!("{}: {}", stalled.reason, stalled.message)
 }
 
+/// Waits until NetworkFunction `name` is Stalled for its generation, and
+/// returns `reason: message`.
+async fn wait_function_stalled(functions: &Api<NetworkFunction>, name: &str) -> String {
+    wait_for(DEADLINE, &format!("function {name} Stalled"), || async {
+        let nf = functions.get(name).await.map_err(|e| e.to_string())?;
+        let status = nf.status.clone().unwrap_or_default();
+        status
+            .conditions
+            .iter()
+            .find(|c| {
+                c.type_ == "Stalled"
+                    && c.status == "True"
+                    && c.observed_generation == nf.metadata.generation
+            })
+            .map(|c| format!("{}: {}", c.reason, c.message))
+            .ok_or_else(|| serde_json::to_string(&status.conditions).unwrap())
+    })
+    .await
+}
+
 /// Waits for a Warning Event with `reason` about the Stack named `name`.
 async fn wait_warning(events: &Api<Event>, name: &str, reason: &str) {
     wait_for(
@@ -199,6 +224,22 @@ async fn bad_objects_stall_by_name_while_good_ones_keep_reconciling() {
         },
     });
     apply(&functions, &nf).await.expect("a 52-character name");
+    // Bad functions on the same Stack, which admission cannot refuse.
+    let bad_functions = [
+        ("bad-config-key", json!({"config": {"../passwd": "x"}})),
+        (
+            "bad-env",
+            json!({"stackOutputs": true, "env": [{"name": "STACK_GREETING", "value": "x"}]}),
+        ),
+    ];
+    for (name, extra) in &bad_functions {
+        let mut bad = nf.clone();
+        bad["metadata"]["name"] = json!(name);
+        for (key, value) in extra.as_object().unwrap() {
+            bad["spec"][key] = value.clone();
+        }
+        apply(&functions, &bad).await.expect("admitted");
+    }
 
     // The bad Stacks, at the same time.
     let long_bad = longest_name("broken");
@@ -269,6 +310,21 @@ async fn bad_objects_stall_by_name_while_good_ones_keep_reconciling() {
         ) && oversized.contains("Too long"),
         "{oversized}"
     );
+    for (name, expected) in [
+        (
+            "bad-config-key",
+            r#"InvalidSpec: spec.config has the key "../passwd", which is not a valid ConfigMap key"#,
+        ),
+        (
+            "bad-env",
+            "InvalidSpec: environment variable STACK_GREETING is set by both spec.env[0] and ",
+        ),
+    ] {
+        let message = wait_function_stalled(&functions, name).await;
+        assert!(message.starts_with(expected), "{message}");
+        let deployments: Api<Deployment> = ns.api();
+        assert!(deployments.get_opt(name).await.unwrap().is_none());
+    }
     // The Warning Events, also about the Stack whose name is too long for
     // the name kube's Recorder gives an Event.
     wait_warning(&events, &long_bad, "InvalidSpec").await;

@@ -10,7 +10,7 @@ use super::*;
 /// 256 cases by default; many more in the full fault suite (`STRATA_FAULT_FULL=1`).
 fn config() -> ProptestConfig {
     let full = std::env::var_os("STRATA_FAULT_FULL").is_some_and(|v| !v.is_empty() && v != "0");
-    ProptestConfig::with_cases(if full { 20_000 } else { 256 })
+    ProptestConfig::with_cases(if full { 4096 } else { 256 })
 }
 
 /// Text as a manifest may hold it: the template syntax's own characters,
@@ -79,7 +79,7 @@ proptest! {
     /// normalised or re-encoded.
     #[test]
     fn text_without_placeholders_is_untouched(input in any_text(), parameters in parameters()) {
-        prop_assume!(!input.contains("${"));
+        let input = input.replace("${", "$ {");
         let rendered = substitute_str(&input, &parameters);
         prop_assert!(matches!(rendered, Ok(Cow::Borrowed(s)) if s == input));
     }
@@ -166,8 +166,10 @@ proptest! {
         name in parameter_name(),
     ) {
         let mut value = map_strings(&value, &escape);
+        if string_pointers(&value).is_empty() {
+            value = Value::Array(vec![value, Value::String(String::new())]);
+        }
         let leaves = string_pointers(&value);
-        prop_assume!(!leaves.is_empty());
         let target = which.get(&leaves).clone();
         *value.pointer_mut(&target).unwrap() = Value::String(format!("a ${{{name}}} b"));
         let (fault, path) = substitute_value(&mut value, &BTreeMap::new()).unwrap_err();
