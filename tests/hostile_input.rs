@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -219,6 +219,7 @@ async fn bad_objects_stall_by_name_while_good_ones_keep_reconciling() {
             "version": "1.0.0", "image": image, "replicas": 1,
             "stackRef": {"name": good, "version": ">=1.0.0, <2"},
             "stackOutputs": true,
+            "ports": [{"name": "gtpu", "port": 2152, "protocol": "UDP"}],
             "env": [{"name": "GREETING", "value": UNUSUAL}],
             "config": {"greeting.txt": UNUSUAL},
         },
@@ -352,6 +353,9 @@ async fn bad_objects_stall_by_name_while_good_ones_keep_reconciling() {
         assert_eq!(data["payload"].len(), 600_000);
     }
     assert_function_env(&ns, &function, UNUSUAL).await;
+    // Its Service has the function's name too: 52 characters fit a DNS label.
+    let service = ns.api::<Service>().get(&function).await.unwrap();
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 2152);
 
     // And they keep reconciling while the bad ones stay Stalled: a new
     // version of the good Stack is adopted by its function.
