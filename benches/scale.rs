@@ -276,6 +276,8 @@ async fn phases(
     )
     .await?;
     report.strata_seconds = started.elapsed().as_secs_f64();
+    // The stacks' consumer counts follow within a second; idleness starts then.
+    stacks_counted(client, strata_ns, n, options.timeout()).await?;
     report.ratio = report.strata_seconds / report.bare_seconds;
     report.operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
     let addr = operator.addr(Duration::from_secs(10)).await?;
@@ -720,6 +722,26 @@ async fn wait_adopted(
             .is_some_and(|d| d.stack.version == BUMPED_VERSION);
         state.insert(nf.name_any(), (on, function_ready(&nf)));
     }
+}
+
+/// Waits until the stacks in `ns` count `n` consumers in all, every one on
+/// the current version.
+async fn stacks_counted(client: &Client, ns: &str, n: usize, within: Duration) -> Result<()> {
+    let api: Api<strata::api::Stack> = Api::namespaced(client.clone(), ns);
+    wait_until(within, "the stacks to count their consumers", || {
+        let api = api.clone();
+        async move {
+            let (total, current) = api
+                .list(&Default::default())
+                .await?
+                .items
+                .iter()
+                .filter_map(|s| s.status.as_ref()?.consumers.clone())
+                .fold((0, 0), |(t, c), x| (t + x.total, c + x.on_current_version));
+            Ok(total as usize == n && current == total)
+        }
+    })
+    .await
 }
 
 async fn wait_until<F, Fut>(within: Duration, what: &str, mut probe: F) -> Result<()>
