@@ -296,11 +296,13 @@ async fn phases(
         .filter(|(_, v)| **v > 0.0)
         .map(|((r, verb), v)| (format!("{verb} {r}"), *v))
         .collect();
+    // (`+ 0.0`: an empty f64 sum is -0.)
     report.idle_writes_strata_objects = idle
         .iter()
         .filter(|((r, verb), _)| strata_object(r, verb))
         .map(|(_, v)| v)
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     let (peak, steady) = operator.memory_mib();
     report.rss_peak_mib_at_n = peak;
     report.rss_steady_mib_at_n = steady;
@@ -344,7 +346,8 @@ async fn phases(
         .iter()
         .filter(|((r, verb), _)| strata_object(r, verb))
         .map(|(_, v)| v)
-        .sum();
+        .sum::<f64>()
+        + 0.0;
 
     // Memory at scale: the functions grow to scale × N.
     if options.scale > 1 {
