@@ -1,4 +1,4 @@
-//! API server outage (issue #10): kube-apiserver is stopped in the middle
+//! API server outage: kube-apiserver is stopped in the middle
 //! of a rollout and started again. The operator keeps running (the same
 //! process), backs off, reports not ready on `/readyz` while it cannot reach
 //! the server, and converges afterwards without a restart; its watches

@@ -1,4 +1,4 @@
-//! Crash safety (issue #10): the operator is killed with SIGKILL at random
+//! Crash safety: the operator is killed with SIGKILL at random
 //! moments during a rollout of network functions across several Stacks, and
 //! restarted at once each time (no leader election, so nothing waits for a
 //! lease). After the last restart everything must converge to the declared

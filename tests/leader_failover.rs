@@ -1,4 +1,4 @@
-//! Leader failover under load (issue #10): replicas with leader election,
+//! Leader failover under load: replicas with leader election,
 //! during rollouts of many functions.
 //!
 //! 1. The leader is killed (SIGKILL) in the middle of a rollout: the standby
