@@ -20,14 +20,15 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
 use strata::api::{NetworkFunction, Stack};
 use support::operator::{Operator, metric_sum};
 use support::plane::DedicatedPlane;
-use support::{FIELD_MANAGER, TestNamespace, install_crds, wait_for, wait_for_condition};
+use support::{
+    TestNamespace, apply_edge_function, apply_edge_stack, install_crds, wait_for,
+    wait_for_condition,
+};
 
-const STACK: &str = "edge-net";
+const STACK: &str = support::EDGE_STACK;
 const LEASE: &str = "strata-leader";
 const IDENTITY: &str = "replica-a";
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -70,9 +71,9 @@ async fn the_operator_rides_out_an_api_server_outage() {
 
     // A rollout in each namespace, and the outage right in the middle of it.
     for ns in [&alone_ns, &elected_ns] {
-        apply_stack(ns).await;
+        apply_edge_stack(ns, "1.0.0").await;
         for i in 0..functions {
-            apply_function(ns, &format!("nf-{i}"), "1.0.0").await;
+            apply_edge_function(ns, &format!("nf-{i}"), "1.0.0").await;
         }
     }
     // Both operators are writing: some children exist, not every function is Ready.
@@ -163,8 +164,8 @@ async fn the_operator_rides_out_an_api_server_outage() {
 
     // The watches recovered: changes made after the outage are reconciled.
     for ns in [&alone_ns, &elected_ns] {
-        apply_function(ns, "nf-0", "1.1.0").await;
-        apply_function(ns, "after-outage", "1.0.0").await;
+        apply_edge_function(ns, "nf-0", "1.1.0").await;
+        apply_edge_function(ns, "after-outage", "1.0.0").await;
     }
     for ns in [&alone_ns, &elected_ns] {
         wait_ready_at(ns, "nf-0", "1.1.0").await;
@@ -234,42 +235,6 @@ async fn reconcile_errors(operator: &Operator) -> f64 {
     let all = metric_sum(&metrics, "strata_reconcile_total", &[]);
     let succeeded = metric_sum(&metrics, "strata_reconcile_total", &[("result", "success")]);
     all - succeeded
-}
-
-async fn apply_stack(ns: &TestNamespace) {
-    apply(&ns.api::<Stack>(), STACK, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "Stack", "metadata": {"name": STACK},
-        "spec": {"version": "1.0.0", "resources": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-dns"}, "data": {"upstream": "10.0.0.53"}},
-        ]},
-    }))
-    .await;
-}
-
-async fn apply_function(ns: &TestNamespace, name: &str, version: &str) {
-    apply(&ns.api::<NetworkFunction>(), name, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "metadata": {"name": name},
-        "spec": {
-            "version": version,
-            "image": format!("registry.example/{name}@sha256:{}", "0123456789abcdef".repeat(4)),
-            "stackRef": {"name": STACK},
-            "replicas": 1,
-        },
-    }))
-    .await;
-}
-
-async fn apply<K>(api: &Api<K>, name: &str, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 /// Whether `nf` is Ready at its current generation.

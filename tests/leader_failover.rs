@@ -28,14 +28,15 @@ use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{ConfigMap, Service},
 };
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
-use strata::api::{DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction, Stack};
+use strata::api::{DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction};
 use support::operator::{Operator, metric_sum};
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+use support::{
+    FIELD_MANAGER, TestNamespace, apply_edge_function, apply_edge_stack, client, install_crds,
+    wait_for,
+};
 
-const STACK: &str = "edge-net";
 const LEASE: &str = "strata-leader";
 /// `src/runtime/leader.rs`: a standby cannot take over sooner.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -103,9 +104,9 @@ async fn failover_under_load_with_never_two_writers() {
     let (_, transitions_before) = lease(&ns).await;
 
     // 1. SIGKILL in the middle of a rollout.
-    apply_stack(&ns).await;
+    apply_edge_stack(&ns, "1.0.0").await;
     for i in 0..n {
-        apply_function(&ns, &function_name(i), "1.0.0").await;
+        apply_edge_function(&ns, &function_name(i), "1.0.0").await;
     }
     let ready_at_kill = wait_for(
         scale.converge_within,
@@ -152,7 +153,7 @@ async fn failover_under_load_with_never_two_writers() {
     // has taken over and written; then SIGCONT.
     let paused_leader = standby;
     for i in 0..n {
-        apply_function(&ns, &function_name(i), "2.0.0").await;
+        apply_edge_function(&ns, &function_name(i), "2.0.0").await;
     }
     let ready_at_pause = wait_for(
         scale.converge_within,
@@ -372,44 +373,6 @@ where
         }
     }
     foreign
-}
-
-async fn apply_stack(ns: &TestNamespace) {
-    apply(&ns.api::<Stack>(), STACK, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "Stack", "metadata": {"name": STACK},
-        "spec": {"version": "1.0.0", "resources": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-dns"}, "data": {"upstream": "10.0.0.53"}},
-        ]},
-    }))
-    .await;
-}
-
-async fn apply_function(ns: &TestNamespace, name: &str, version: &str) {
-    apply(&ns.api::<NetworkFunction>(), name, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "metadata": {"name": name},
-        "spec": {
-            "version": version,
-            "image": format!("registry.example/{name}@sha256:{}", "0123456789abcdef".repeat(4)),
-            "stackRef": {"name": STACK},
-            "replicas": 1,
-            "ports": [{"name": "gtpu", "port": 2152, "protocol": "UDP"}],
-            "config": {"app.yaml": format!("version: {version}\n")},
-        },
-    }))
-    .await;
-}
-
-async fn apply<K>(api: &Api<K>, name: &str, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 /// The functions Ready at their generation with `version` deployed.

@@ -16,17 +16,20 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use strata::api::{NetworkFunction, Stack};
 use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for, wait_for_condition};
+use support::{
+    TestNamespace, apply_edge_function, apply_edge_stack, client, install_crds, wait_for,
+    wait_for_condition,
+};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 /// The lease duration of `src/runtime/leader.rs`: without a release, a
 /// standby cannot take over sooner than this minus one retry period.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
-const STACK: &str = "edge-net";
+const STACK: &str = support::EDGE_STACK;
 
 /// Two replicas with leader election: only the holder of the Lease
 /// reconciles; killed with SIGKILL, the standby takes over once the lease
@@ -53,8 +56,8 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
     wait_for_readyz(standby_addr, "ready: standby").await;
 
     // A Stack and a NetworkFunction become Ready: the leader's doing alone.
-    apply_stack(&ns, "1.0.0").await;
-    apply_function(&ns, "upf", "2.3.1").await;
+    apply_edge_stack(&ns, "1.0.0").await;
+    apply_edge_function(&ns, "upf", "2.3.1").await;
     wait_ready::<Stack>(&ns, STACK).await;
     wait_ready::<NetworkFunction>(&ns, "upf").await;
     assert_eq!(holder(&leases, &lease).await, leader_id);
@@ -101,7 +104,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
     let killed = Instant::now();
     leader.kill();
     leader.wait_exit(Duration::from_secs(5)).await;
-    apply_function(&ns, "smf", "1.0.0").await;
+    apply_edge_function(&ns, "smf", "1.0.0").await;
     wait_for(
         Duration::from_secs(60),
         "the standby to take the lease over",
@@ -157,14 +160,14 @@ async fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once() {
         lease,
     } = Pair::start(ns.name()).await;
     let leases: Api<Lease> = ns.api();
-    apply_stack(&ns, "1.0.0").await;
-    apply_function(&ns, "upf", "2.3.1").await;
+    apply_edge_stack(&ns, "1.0.0").await;
+    apply_edge_function(&ns, "upf", "2.3.1").await;
     wait_ready::<NetworkFunction>(&ns, "upf").await;
     let standby_addr = standby.metrics_addr().await;
     wait_for_readyz(standby_addr, "ready: standby").await;
 
     // A change just before the signal: whoever leads next must finish it.
-    apply_function(&ns, "upf", "2.3.2").await;
+    apply_edge_function(&ns, "upf", "2.3.2").await;
     let terminated = Instant::now();
     leader.terminate();
     let status = leader.wait_exit(Duration::from_secs(30)).await;
@@ -286,8 +289,8 @@ async fn health_metrics_and_json_logs() {
     let addr = operator.metrics_addr().await;
     wait_for_readyz(addr, "ready: leading").await;
     assert_eq!(get(addr, "/healthz"), (200, "ok".into()));
-    apply_stack(&ns, "1.0.0").await;
-    apply_function(&ns, "upf", "2.3.1").await;
+    apply_edge_stack(&ns, "1.0.0").await;
+    apply_edge_function(&ns, "upf", "2.3.1").await;
     wait_ready::<Stack>(&ns, STACK).await;
     wait_ready::<NetworkFunction>(&ns, "upf").await;
     let ready = Instant::now();
@@ -485,42 +488,6 @@ async fn holder(leases: &Api<Lease>, name: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot read Lease {name}: {e}"))
         .and_then(|l| l.spec?.holder_identity)
         .unwrap_or_default()
-}
-
-async fn apply_stack(ns: &TestNamespace, version: &str) {
-    apply(&ns.api::<Stack>(), STACK, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "Stack", "metadata": {"name": STACK},
-        "spec": {"version": version, "resources": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-dns"}, "data": {"upstream": "10.0.0.53"}},
-        ]},
-    }))
-    .await;
-}
-
-async fn apply_function(ns: &TestNamespace, name: &str, version: &str) {
-    apply(&ns.api::<NetworkFunction>(), name, json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "metadata": {"name": name},
-        "spec": {
-            "version": version,
-            "image": format!("registry.example/{name}@sha256:{}", "0123456789abcdef".repeat(4)),
-            "stackRef": {"name": STACK},
-            "replicas": 1,
-        },
-    }))
-    .await;
-}
-
-async fn apply<K>(api: &Api<K>, name: &str, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 async fn wait_ready<K>(ns: &TestNamespace, name: &str)

@@ -416,6 +416,50 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
+/// The Stack the runtime tests deploy onto: one ConfigMap.
+pub const EDGE_STACK: &str = "edge-net";
+
+/// Server-side applies [`EDGE_STACK`] at `version` in `ns`.
+pub async fn apply_edge_stack(ns: &TestNamespace, version: &str) {
+    apply(&ns.api::<strata::api::Stack>(), EDGE_STACK, serde_json::json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "Stack", "metadata": {"name": EDGE_STACK},
+        "spec": {"version": version, "resources": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-dns"}, "data": {"upstream": "10.0.0.53"}},
+        ]},
+    }))
+    .await;
+}
+
+/// Server-side applies a one-replica function `name` at `version` on
+/// [`EDGE_STACK`], its image pinned by digest.
+pub async fn apply_edge_function(ns: &TestNamespace, name: &str, version: &str) {
+    apply(&ns.api::<strata::api::NetworkFunction>(), name, serde_json::json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "image": format!("registry.example/{name}@sha256:{}", "0123456789abcdef".repeat(4)),
+            "stackRef": {"name": EDGE_STACK},
+            "replicas": 1,
+        },
+    }))
+    .await;
+}
+
+/// Server-side applies `object` as `name` under [`FIELD_MANAGER`]; panics
+/// when the API server refuses it.
+pub async fn apply<K>(api: &Api<K>, name: &str, object: serde_json::Value)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
