@@ -38,6 +38,11 @@ const TERM: Duration = Duration::from_secs(12);
 /// How long the controllers wait before retrying a failed reconcile
 /// (`src/controllers/mod.rs`).
 const RETRY: Duration = Duration::from_secs(5);
+/// How soon a change made after the outage must be reconciled: each watch
+/// retries on its own backoff, at most 30 s plus as much jitter apart
+/// (`src/runtime/watches.rs`). (With one backoff shared by all of a
+/// controller's watches, a change was seen minutes late, or not in 180 s.)
+const AFTER_OUTAGE: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn the_operator_rides_out_an_api_server_outage() {
@@ -168,8 +173,8 @@ async fn the_operator_rides_out_an_api_server_outage() {
         apply_edge_function(ns, "after-outage", "1.0.0").await;
     }
     for ns in [&alone_ns, &elected_ns] {
-        wait_ready_at(ns, "nf-0", "1.1.0").await;
-        wait_ready_at(ns, "after-outage", "1.0.0").await;
+        wait_ready_at(ns, "nf-0", "1.1.0", AFTER_OUTAGE).await;
+        wait_ready_at(ns, "after-outage", "1.0.0", AFTER_OUTAGE).await;
     }
     let changes_reconciled = restart.elapsed();
 
@@ -279,10 +284,10 @@ async fn wait_all_ready(ns: &TestNamespace, functions: usize) {
     wait_for_condition(&ns.api::<Stack>(), STACK, "Ready", "True", DEADLINE).await;
 }
 
-async fn wait_ready_at(ns: &TestNamespace, name: &str, version: &str) {
+async fn wait_ready_at(ns: &TestNamespace, name: &str, version: &str, deadline: Duration) {
     let api = ns.api::<NetworkFunction>();
     wait_for(
-        DEADLINE,
+        deadline,
         &format!("{}/{name} Ready at {version}", ns.name()),
         || async {
             let nf = api.get(name).await.map_err(|e| e.to_string())?;

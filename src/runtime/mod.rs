@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod operator;
 pub mod settings;
 pub mod telemetry;
+pub mod watches;

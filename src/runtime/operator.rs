@@ -16,11 +16,10 @@ use kube::{
     Client, Resource, ResourceExt,
     api::{Api, PartialObjectMeta},
     runtime::{
-        Controller, WatchStreamExt,
+        WatchStreamExt,
         controller::{Action, Config as ControllerConfig},
         reflector::{self, ObjectRef},
         utils::PredicateConfig,
-        watcher,
     },
 };
 use serde::de::DeserializeOwned;
@@ -32,6 +31,7 @@ use super::{
     leader::{self, LeaderElector},
     metrics::Metrics,
     settings::Settings,
+    watches,
 };
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
@@ -240,10 +240,6 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn watch_config() -> watcher::Config {
-    watcher::Config::default().any_semantic()
-}
-
 fn api<K>(client: &Client, settings: &Settings) -> Api<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -278,56 +274,31 @@ async fn controllers(process: Process, gate: Gate) {
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
 
     // Deployments of NetworkFunctions: a cache for reads, and a trigger for their owners.
-    let (deployments, deployment_writer) = reflector::store::<Deployment>();
-    let deployment_api: Api<Deployment> = api(&client, &settings);
-    // (Managed fields are dropped from every cache: nothing reads them, and
-    // they are much of each object's size.)
-    let deployment_events = reflector::reflector(
-        deployment_writer,
-        watcher(deployment_api, watch_config().labels(MANAGED_BY_STRATA))
-            .modify(|d| d.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (deployments, deployment_events) = watches::cached(
+        api::<Deployment>(&client, &settings),
+        watches::config().labels(MANAGED_BY_STRATA),
+    );
     // The metadata of their Services and ConfigMaps: whether Strata's last
     // apply is in place, without a read per reconcile; and a trigger.
-    let (services, service_writer) = reflector::store::<PartialObjectMeta<Service>>();
-    let service_events = reflector::reflector(
-        service_writer,
-        watcher(
-            api::<PartialObjectMeta<Service>>(&client, &settings),
-            watch_config().labels(MANAGED_BY_STRATA),
-        )
-        .modify(|m| m.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (config_maps, config_map_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
-    let config_map_events = reflector::reflector(
-        config_map_writer,
-        watcher(
-            api::<PartialObjectMeta<ConfigMap>>(&client, &settings),
-            watch_config().labels(MANAGED_BY_STRATA),
-        )
-        .modify(|m| m.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (chains, chain_writer) = reflector::store::<ServiceChain>();
-    let chain_events = reflector::reflector(
-        chain_writer,
-        watcher(api::<ServiceChain>(&client, &settings), watch_config()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (services, service_events) = watches::cached(
+        api::<PartialObjectMeta<Service>>(&client, &settings),
+        watches::config().labels(MANAGED_BY_STRATA),
+    );
+    let (config_maps, config_map_events) = watches::cached(
+        api::<PartialObjectMeta<ConfigMap>>(&client, &settings),
+        watches::config().labels(MANAGED_BY_STRATA),
+    );
+    let (chains, chain_events) =
+        watches::cached(api::<ServiceChain>(&client, &settings), watches::config());
 
-    let stack_controller = Controller::new(api::<Stack>(&client, &settings), watch_config())
-        .with_config(controller_config.clone());
-    let function_controller =
-        Controller::new(api::<NetworkFunction>(&client, &settings), watch_config())
-            .with_config(controller_config.clone());
-    let chain_controller = Controller::new(api::<ServiceChain>(&client, &settings), watch_config())
-        .with_config(controller_config);
+    let stack_controller =
+        watches::controller(api::<Stack>(&client, &settings), controller_config.clone());
+    let function_controller = watches::controller(
+        api::<NetworkFunction>(&client, &settings),
+        controller_config.clone(),
+    );
+    let chain_controller =
+        watches::controller(api::<ServiceChain>(&client, &settings), controller_config);
     let stacks = stack_controller.store();
     let functions = function_controller.store();
     let stores = Stores {
@@ -340,9 +311,11 @@ async fn controllers(process: Process, gate: Gate) {
     };
 
     // A function's change concerns its stack (consumer counts).
-    let stack_controller = stack_controller.watches(
-        api::<NetworkFunction>(&client, &settings),
-        watch_config(),
+    let stack_controller = stack_controller.watches_stream(
+        watches::changes(
+            api::<NetworkFunction>(&client, &settings),
+            watches::config(),
+        ),
         |nf| Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?)),
     );
     // A stack's change concerns its consumers; a function's change concerns its
@@ -352,9 +325,7 @@ async fn controllers(process: Process, gate: Gate) {
     let chains_of = chains.clone();
     // Only what consumers read from a Stack wakes them: with a thousand
     // consumers, each write of the Stack's consumer counts woke all of them.
-    let stack_changes = watcher(api::<Stack>(&client, &settings), watch_config())
-        .default_backoff()
-        .touched_objects()
+    let stack_changes = watches::changes(api::<Stack>(&client, &settings), watches::config())
         .predicate_filter(consumer_view, PredicateConfig::default());
     let function_controller = function_controller
         .watches_stream(stack_changes, move |stack| {
@@ -367,15 +338,17 @@ async fn controllers(process: Process, gate: Gate) {
                 .map(|nf| ObjectRef::from_obj(&*nf))
                 .collect::<Vec<_>>()
         })
-        .watches(
-            api::<NetworkFunction>(&client, &settings),
-            watch_config(),
+        .watches_stream(
+            watches::changes(
+                api::<NetworkFunction>(&client, &settings),
+                watches::config(),
+            ),
             move |changed| related_functions(&related, &chains_of, &changed),
         )
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(config_map_events)
-        .watches_stream(chain_events, |chain| {
+        .owns_stream(deployment_events.touched_objects())
+        .owns_stream(service_events.touched_objects())
+        .owns_stream(config_map_events.touched_objects())
+        .watches_stream(chain_events.touched_objects(), |chain| {
             let ns = chain.namespace().unwrap_or_default();
             chain
                 .spec
@@ -390,15 +363,17 @@ async fn controllers(process: Process, gate: Gate) {
     let hops_of = chain_controller.store();
     let chain_store = hops_of.clone();
     let chain_controller = chain_controller
-        .watches(
-            api::<NetworkFunction>(&client, &settings),
-            watch_config(),
+        .watches_stream(
+            watches::changes(
+                api::<NetworkFunction>(&client, &settings),
+                watches::config(),
+            ),
             move |nf| chains_with_hop(&hops_of, &nf),
         )
-        .owns(
-            api::<NetworkPolicy>(&client, &settings),
-            watch_config().labels(LABEL_SERVICE_CHAIN),
-        );
+        .owns_stream(watches::changes(
+            api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
+            watches::config().labels(LABEL_SERVICE_CHAIN),
+        ));
 
     let ctx = Arc::new(
         Context::new(client, config, settings.clone(), metrics, stores.clone()).with_fence(fence),

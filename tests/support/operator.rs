@@ -53,7 +53,7 @@ impl Operator {
             .env("STRATA_METRICS_ADDR", "127.0.0.1:0")
             .env("STRATA_RESYNC_INTERVAL", "10s")
             .env("STRATA_LEADER_ELECTION", "false")
-            .env("STRATA_LOG_LEVEL", "info,strata=debug")
+            .env("STRATA_LOG_LEVEL", log_level())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
@@ -289,4 +289,11 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .fold(0.0, |sum, value| sum + value)
+}
+
+/// The operators' log filter: Strata at debug, or `STRATA_TEST_LOG_LEVEL`
+/// (e.g. `info,strata=debug,kube_runtime=debug,kube_client=debug` to see
+/// each watch and request).
+fn log_level() -> String {
+    std::env::var("STRATA_TEST_LOG_LEVEL").unwrap_or_else(|_| "info,strata=debug".to_string())
 }
