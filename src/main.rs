@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (configuration by flags or STRATA_* environment variables).
-    Run(Settings),
+    Run(Box<Settings>),
     /// Print the CustomResourceDefinitions of every Strata kind as YAML.
     Crds,
     /// Print the version of this build.
@@ -31,7 +31,7 @@ async fn main() -> std::process::ExitCode {
                 ?settings,
                 "starting strata"
             );
-            match operator::run(settings).await {
+            match operator::run(*settings).await {
                 Ok(()) => {
                     tracing::info!("stopped");
                     std::process::ExitCode::SUCCESS

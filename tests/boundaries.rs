@@ -10,7 +10,8 @@
 //!   every namespace its resources name.
 //! - Impersonation cannot be bypassed: a ServiceAccount with no rights, or
 //!   one that does not exist, applies nothing, not even what the operator
-//!   itself could create. An inventory entry forged into a Stack's status
+//!   itself could create. With `STRATA_DEFAULT_SERVICE_ACCOUNT`, a Stack that
+//!   names no ServiceAccount is applied as that one, not as the operator. An inventory entry forged into a Stack's status
 //!   does not make the operator delete outside the Stack's namespace.
 //! - Secret values (a random sentinel, as written and base64) never appear in
 //!   the operator's debug log, in Events or in any status: on success, drift
@@ -377,6 +378,78 @@ async fn impersonation_cannot_be_bypassed() {
     drop(operator);
     ns.cleanup().await;
     other.cleanup().await;
+}
+
+/// With `STRATA_DEFAULT_SERVICE_ACCOUNT`, a Stack that names no
+/// ServiceAccount is applied as the default one of its namespace, never as
+/// the operator: it gets only what that ServiceAccount may, although the
+/// operator itself could create the rest. A Stack that names its own
+/// ServiceAccount is applied as that one.
+#[tokio::test]
+async fn stacks_naming_no_service_account_are_applied_as_the_default_one() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "boundaries-default-sa").await;
+    let name = ns.name().to_string();
+    let stacks: Api<Stack> = ns.api();
+    let configmaps: Api<ConfigMap> = ns.api();
+    let secrets: Api<Secret> = ns.api();
+    service_account(
+        &client,
+        &name,
+        "stack-deployer",
+        Some(all_verbs_on(&["configmaps"])),
+    )
+    .await;
+    service_account(
+        &client,
+        &name,
+        "secret-deployer",
+        Some(all_verbs_on(&["configmaps", "secrets"])),
+    )
+    .await;
+    let mut operator = Operator::start_with(
+        &name,
+        &[("STRATA_DEFAULT_SERVICE_ACCOUNT", "stack-deployer")],
+    );
+    let token = json!({"stringData": {"token": "not-a-real-token"}});
+    for (stack_name, spec) in [
+        (
+            "settings",
+            json!({"version": "1.0.0", "resources": [configmap("settings")]}),
+        ),
+        (
+            "with-secret",
+            json!({"version": "1.0.0",
+                "resources": [configmap("with-secret-settings"), secret("with-secret-token", token.clone())]}),
+        ),
+        (
+            "own-account",
+            json!({"version": "1.0.0", "serviceAccountName": "secret-deployer",
+                "resources": [configmap("own-settings"), secret("own-token", token.clone())]}),
+        ),
+    ] {
+        apply(&stacks, &stack(stack_name, spec)).await;
+    }
+
+    let (refused, message) = wait_stack(&stacks, "with-secret", Some("Forbidden")).await;
+    assert_eq!(
+        message,
+        format!(
+            "ServiceAccount {name}/stack-deployer may not patch Secret {name}/with-secret-token; grant it that permission or remove the resource from spec.resources"
+        )
+    );
+    assert_nothing_applied(&refused, &configmaps, &["with-secret-settings"]).await;
+    assert!(!exists(&secrets, "with-secret-token").await);
+
+    wait_stack(&stacks, "settings", None).await;
+    assert!(exists(&configmaps, "settings").await);
+    wait_stack(&stacks, "own-account", None).await;
+    assert!(exists(&secrets, "own-token").await);
+
+    operator.assert_running();
+    drop(operator);
+    ns.cleanup().await;
 }
 
 /// A random value that appears nowhere unless leaked.

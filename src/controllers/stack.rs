@@ -219,10 +219,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
     check_immutable(&rendered, status)?;
     let planned = plan(stack, ctx, ns, &rendered).await?;
 
-    let client = match &stack.spec.service_account_name {
-        Some(sa) => ctx.impersonating(ns, sa).await?,
-        None => ctx.client.clone(),
-    };
+    let applier = applier(stack, ctx, ns).await?;
     let content_changed = status.digest.as_deref() != Some(rendered.digest.as_str())
         || status.version.as_deref() != Some(rendered.version.as_str());
     let stack_uid = stack.uid().unwrap_or_default();
@@ -231,7 +228,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
     } else if drift_check_due(ctx, &stack_uid).await {
         let mut drifted = Vec::new();
         for item in &planned {
-            if let Some(cause) = needs_apply(stack, ctx, &client, ns, item).await? {
+            if let Some(cause) = needs_apply(stack, ctx, &applier, item).await? {
                 drifted.push((item, cause));
             }
         }
@@ -254,13 +251,13 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
     // the Stack before anything changed. Dry runs are made only when
     // something is to be written, never at steady state.
     for (item, _) in &writes {
-        apply(stack, &client, ns, item, true).await?;
+        apply(&applier, item, true).await?;
     }
     for target in &pruned {
-        delete(stack, &client, ns, target, true).await?;
+        delete(stack, &applier, target, true).await?;
     }
     for (item, cause) in &writes {
-        let applied = apply(stack, &client, ns, item, false).await?;
+        let applied = apply(&applier, item, false).await?;
         if *cause == Cause::Drift {
             tracing::info!(kind = %item.id.kind, name = %item.id.name, stack = %stack.name_any(), "corrected drift of a managed object");
             ctx.metrics
@@ -279,7 +276,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
             .insert((stack_uid.clone(), item.id.clone()), fingerprint);
     }
     for target in &pruned {
-        delete(stack, &client, ns, target, false).await?;
+        delete(stack, &applier, target, false).await?;
     }
     status.inventory = inventory.into_iter().collect();
     status.outputs = rendered.outputs.clone();
@@ -463,16 +460,15 @@ enum Cause {
 async fn needs_apply(
     stack: &Stack,
     ctx: &Ctx,
-    client: &Client,
-    ns: &str,
+    applier: &Applier,
     item: &Planned,
 ) -> Result<Option<Cause>> {
     let key = (stack.uid().unwrap_or_default(), item.id.clone());
     let remembered = ctx.stack_state.fingerprints.lock().await.get(&key).cloned();
-    let live = dynamic_api(client, item)
+    let live = dynamic_api(&applier.client, item)
         .get_opt(&item.id.name)
         .await
-        .map_err(|e| refused(stack, ns, &item.id, "get", e))?;
+        .map_err(|e| refused(&applier.who, &item.id, "get", e))?;
     Ok(match (live, remembered) {
         (None, _) => Some(Cause::Drift),
         (Some(live), Some(fingerprint)) => {
@@ -489,16 +485,10 @@ async fn needs_apply(
 /// Server-side applies `item` (as a dry run when `dry_run`). A refusal
 /// names the resource: 403 is `Forbidden`, an object the API server finds
 /// invalid is `InvalidSpec`.
-async fn apply(
-    stack: &Stack,
-    client: &Client,
-    ns: &str,
-    item: &Planned,
-    dry_run: bool,
-) -> Result<DynamicObject> {
+async fn apply(applier: &Applier, item: &Planned, dry_run: bool) -> Result<DynamicObject> {
     let mut params = PatchParams::apply(MANAGER).force();
     params.dry_run = dry_run;
-    dynamic_api(client, item)
+    dynamic_api(&applier.client, item)
         .patch(&item.id.name, &params, &Patch::Apply(&item.object))
         .await
         .map_err(|e| match SecretValues::of(&item.object).redact_error(e) {
@@ -508,7 +498,7 @@ async fn apply(
                     item.index, item.id.kind, item.id.name, s.message
                 ))
             }
-            e => refused(stack, ns, &item.id, "patch", e),
+            e => refused(&applier.who, &item.id, "patch", e),
         })
 }
 
@@ -531,21 +521,39 @@ fn dynamic_api(client: &Client, item: &Planned) -> Api<DynamicObject> {
     }
 }
 
+/// Whom a Stack's objects are applied as, and its client.
+struct Applier {
+    client: Client,
+    /// "ServiceAccount ns/name" or "the operator", for messages.
+    who: String,
+}
+
+/// A Stack is applied as its `serviceAccountName`, else as the operator's
+/// default ServiceAccount (`STRATA_DEFAULT_SERVICE_ACCOUNT`) in the Stack's
+/// namespace, else as the operator.
+async fn applier(stack: &Stack, ctx: &Ctx, ns: &str) -> Result<Applier> {
+    let account = stack
+        .spec
+        .service_account_name
+        .as_deref()
+        .or(ctx.settings.default_service_account.as_deref());
+    Ok(match account {
+        Some(sa) => Applier {
+            client: ctx.impersonating(ns, sa).await?,
+            who: format!("ServiceAccount {ns}/{sa}"),
+        },
+        None => Applier {
+            client: ctx.client.clone(),
+            who: "the operator".to_string(),
+        },
+    })
+}
+
 /// Maps a 403 to `Forbidden`, naming the ServiceAccount, the verb the API
 /// server denied (`verb` when it does not say) and the object.
-fn refused(
-    stack: &Stack,
-    ns: &str,
-    object: &ManagedObject,
-    verb: &str,
-    error: kube::Error,
-) -> Error {
+fn refused(who: &str, object: &ManagedObject, verb: &str, error: kube::Error) -> Error {
     match &error {
         kube::Error::Api(s) if s.code == 403 => {
-            let who = match &stack.spec.service_account_name {
-                Some(sa) => format!("ServiceAccount {ns}/{sa}"),
-                None => "the operator".to_string(),
-            };
             let verb = denied_verb(&s.message).unwrap_or(verb);
             let target = match &object.namespace {
                 Some(n) => format!("{} {n}/{}", object.kind, object.name),
@@ -604,16 +612,10 @@ async fn resolve_managed(ctx: &Ctx, ns: &str, object: &ManagedObject) -> Result<
 }
 
 /// Deletes a managed object (as a dry run when `dry_run`); NotFound is success.
-async fn delete(
-    stack: &Stack,
-    client: &Client,
-    ns: &str,
-    target: &Planned,
-    dry_run: bool,
-) -> Result<()> {
+async fn delete(stack: &Stack, applier: &Applier, target: &Planned, dry_run: bool) -> Result<()> {
     let mut params = DeleteParams::background();
     params.dry_run = dry_run;
-    match dynamic_api(client, target)
+    match dynamic_api(&applier.client, target)
         .delete(&target.id.name, &params)
         .await
     {
@@ -624,7 +626,7 @@ async fn delete(
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(refused(stack, ns, &target.id, "delete", e)),
+        Err(e) => Err(refused(&applier.who, &target.id, "delete", e)),
     }
 }
 
@@ -721,14 +723,11 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     if stack.spec.prune {
-        let client = match &stack.spec.service_account_name {
-            Some(sa) => ctx.impersonating(ns, sa).await?,
-            None => ctx.client.clone(),
-        };
+        let applier = applier(stack, ctx, ns).await?;
         let status: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
         for object in &status.inventory {
             if let Some(target) = resolve_managed(ctx, ns, object).await? {
-                delete(stack, &client, ns, &target, false).await?;
+                delete(stack, &applier, &target, false).await?;
             }
         }
     }

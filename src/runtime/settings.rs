@@ -47,6 +47,13 @@ pub struct Settings {
     #[arg(long, env = "STRATA_ALLOW_CROSS_NAMESPACE", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_cross_namespace: bool,
 
+    /// ServiceAccount, in each Stack's namespace, that Stacks without
+    /// `serviceAccountName` are applied as. Unset, they are applied as the
+    /// operator: set it wherever those who may create Stacks must not get
+    /// the operator's rights.
+    #[arg(long, env = "STRATA_DEFAULT_SERVICE_ACCOUNT", value_parser = parse_object_name)]
+    pub default_service_account: Option<String>,
+
     /// DeploymentRecords kept per NetworkFunction; the oldest are pruned first.
     #[arg(long, env = "STRATA_RECORD_RETENTION", default_value_t = 50)]
     pub record_retention: usize,
@@ -78,6 +85,7 @@ impl Default for Settings {
             lease_namespace: None,
             identity: None,
             allow_cross_namespace: false,
+            default_service_account: None,
             record_retention: 50,
             resync_interval: Duration::from_secs(300),
         }
@@ -104,6 +112,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Parses the name of an object such as a ServiceAccount: a DNS-1123
+/// subdomain (lower-case letters, digits, '-' and '.', at most 253
+/// characters, each dot-separated part starting and ending with a letter or
+/// digit).
+pub fn parse_object_name(s: &str) -> Result<String, String> {
+    let part_ok = |part: &str| {
+        let bytes = part.as_bytes();
+        bytes
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && bytes.first().is_some_and(|c| *c != b'-')
+            && bytes.last().is_some_and(|c| *c != b'-')
+    };
+    if s.len() <= 253 && s.split('.').all(part_ok) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an object name: lower-case letters, digits, '-' and '.', \
+             starting and ending with a letter or digit, at most 253 characters"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +148,25 @@ mod tests {
         assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn object_names() {
+        for good in ["stack-deployer", "a", "deployer.v2", &"a".repeat(253)] {
+            assert_eq!(parse_object_name(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Deployer",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            " a",
+            &"a".repeat(254),
+        ] {
+            assert!(parse_object_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

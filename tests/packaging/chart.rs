@@ -318,6 +318,20 @@ fn options_turn_grants_and_objects_on_and_off() {
         format!("registry.example/strata@{digest}")
     );
 
+    // Stacks are applied as a default ServiceAccount only when it is set.
+    let deployment = |set: &[&str]| {
+        let objects = documents(&render("strata", "ops", set));
+        env_value(
+            find(&objects, "Deployment", "strata"),
+            "STRATA_DEFAULT_SERVICE_ACCOUNT",
+        )
+    };
+    assert_eq!(deployment(&[]), None);
+    assert_eq!(
+        deployment(&["stacks.defaultServiceAccount=stack-deployer"]),
+        Some(Value::from("stack-deployer"))
+    );
+
     // A wildcard in managedResources is refused, not rendered.
     let chart = chart_dir();
     let output = helm([
@@ -331,6 +345,21 @@ fn options_turn_grants_and_objects_on_and_off() {
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("wildcards are not allowed"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A default ServiceAccount that cannot be impersonated is refused too.
+    let output = helm([
+        "template".as_ref(),
+        "strata".as_ref(),
+        chart.as_os_str(),
+        "--set".as_ref(),
+        "stacks.impersonation=false,stacks.defaultServiceAccount=stack-deployer".as_ref(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("stacks.defaultServiceAccount needs stacks.impersonation"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -447,7 +476,11 @@ fn the_chart_sets_only_and_all_settings_of_strata_run() {
     let objects = documents(&render(
         "strata",
         "ops",
-        &["replicaCount=2", "operator.namespaces={a}"],
+        &[
+            "replicaCount=2",
+            "operator.namespaces={a}",
+            "stacks.defaultServiceAccount=stack-deployer",
+        ],
     ));
     let set: std::collections::BTreeSet<String> = env_of(find(&objects, "Deployment", "strata"))
         .into_iter()
