@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{kubeconfig_path, kubectl, wait_for};
+use super::{kubeconfig_path, kubectl_path, wait_for};
 
 /// The operator (`strata run`) watching one namespace, with its output in a
 /// log file. Dropping it kills the process; when the test is panicking, the
@@ -19,6 +19,8 @@ pub struct Operator {
     child: Child,
     log: PathBuf,
     namespace: String,
+    /// The plane it runs against.
+    kubeconfig: PathBuf,
 }
 
 impl Operator {
@@ -48,7 +50,7 @@ impl Operator {
         };
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("run")
-            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECONFIG", &kubeconfig)
             .env("STRATA_NAMESPACES", namespace)
             .env("STRATA_METRICS_ADDR", "127.0.0.1:0")
             .env("STRATA_RESYNC_INTERVAL", "10s")
@@ -64,6 +66,7 @@ impl Operator {
             child,
             log,
             namespace: namespace.to_string(),
+            kubeconfig,
         }
     }
 
@@ -216,26 +219,31 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            release_finalizers(&self.namespace);
+            release_finalizers(&self.kubeconfig, &self.namespace);
         }
     }
 }
 
-/// Removes the finalizers of the Strata objects in `namespace` (best effort).
-fn release_finalizers(namespace: &str) {
+/// Removes the finalizers of the Strata objects in `namespace` on the plane
+/// of `kubeconfig` (best effort: it runs while a test panics, and must not
+/// panic itself).
+fn release_finalizers(kubeconfig: &std::path::Path, namespace: &str) {
+    let kubectl = |args: &[&str]| {
+        Command::new(kubectl_path())
+            .env("KUBECONFIG", kubeconfig)
+            .args(["-n", namespace])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    };
     let kinds = "stacks.strata.dev,networkfunctions.strata.dev,servicechains.strata.dev";
-    let listed = kubectl(["-n", namespace, "get", kinds, "-o", "name"]);
+    let Some(listed) = kubectl(&["get", kinds, "-o", "name"]) else {
+        return;
+    };
     for object in String::from_utf8_lossy(&listed.stdout).lines() {
         let patch = r#"{"metadata":{"finalizers":null}}"#;
-        kubectl([
-            "-n",
-            namespace,
-            "patch",
-            object,
-            "--type=merge",
-            "-p",
-            patch,
-        ]);
+        kubectl(&["patch", object, "--type=merge", "-p", patch]);
     }
 }
 
