@@ -1,10 +1,10 @@
 //! `strata run`: the controllers, the metrics and health server, leader
 //! election and graceful shutdown, as one process.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::{
-    FutureExt, StreamExt,
+    FutureExt, Stream, StreamExt,
     future::{BoxFuture, Shared},
 };
 use k8s_openapi::api::{
@@ -19,7 +19,6 @@ use kube::{
         WatchStreamExt,
         controller::{Action, Config as ControllerConfig},
         reflector::{self, ObjectRef},
-        utils::PredicateConfig,
     },
 };
 use serde::de::DeserializeOwned;
@@ -31,7 +30,7 @@ use super::{
     leader::{self, LeaderElector},
     metrics::Metrics,
     settings::Settings,
-    watches,
+    watches::{self, SharedWatch},
 };
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
@@ -288,47 +287,35 @@ async fn controllers(process: Process, gate: Gate) {
         api::<PartialObjectMeta<ConfigMap>>(&client, &settings),
         watches::config().labels(MANAGED_BY_STRATA),
     );
-    let (chains, chain_events) =
-        watches::cached(api::<ServiceChain>(&client, &settings), watches::config());
-
-    let stack_controller =
-        watches::controller(api::<Stack>(&client, &settings), controller_config.clone());
-    let function_controller = watches::controller(
-        api::<NetworkFunction>(&client, &settings),
-        controller_config.clone(),
-    );
-    let chain_controller =
-        watches::controller(api::<ServiceChain>(&client, &settings), controller_config);
-    let stacks = stack_controller.store();
-    let functions = function_controller.store();
+    // Stacks, functions and chains: one watch each, whose cache the
+    // controllers read and whose changes trigger them.
+    let mut stack_watch = SharedWatch::new(api::<Stack>(&client, &settings));
+    let mut function_watch = SharedWatch::new(api::<NetworkFunction>(&client, &settings));
+    let mut chain_watch = SharedWatch::new(api::<ServiceChain>(&client, &settings));
     let stores = Stores {
-        stacks: stacks.clone(),
-        functions: functions.clone(),
-        chains: chains.clone(),
+        stacks: stack_watch.store(),
+        functions: function_watch.store(),
+        chains: chain_watch.store(),
         deployments,
         services,
         config_maps,
     };
 
     // A function's change concerns its stack (consumer counts).
-    let stack_controller = stack_controller.watches_stream(
-        watches::changes(
-            api::<NetworkFunction>(&client, &settings),
-            watches::config(),
-        ),
-        |nf| Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?)),
-    );
+    let stack_controller = stack_watch
+        .controller(controller_config.clone())
+        .watches_shared_stream(function_watch.trigger(), |nf| {
+            Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?))
+        });
+
     // A stack's change concerns its consumers; a function's change concerns its
     // dependents, the consumers of its stack queued behind it, and the hops before it.
-    let consumers_of = functions.clone();
-    let related = functions.clone();
-    let chains_of = chains.clone();
-    // Only what consumers read from a Stack wakes them: with a thousand
-    // consumers, each write of the Stack's consumer counts woke all of them.
-    let stack_changes = watches::changes(api::<Stack>(&client, &settings), watches::config())
-        .predicate_filter(consumer_view, PredicateConfig::default());
-    let function_controller = function_controller
-        .watches_stream(stack_changes, move |stack| {
+    let consumers_of = stores.functions.clone();
+    let related = stores.functions.clone();
+    let chains_of = stores.chains.clone();
+    let function_controller = function_watch
+        .controller(controller_config.clone())
+        .watches_shared_stream(consumer_view_changes(stack_watch.trigger()), move |stack| {
             let ns = stack.namespace();
             let name = stack.name_any();
             consumers_of
@@ -338,17 +325,13 @@ async fn controllers(process: Process, gate: Gate) {
                 .map(|nf| ObjectRef::from_obj(&*nf))
                 .collect::<Vec<_>>()
         })
-        .watches_stream(
-            watches::changes(
-                api::<NetworkFunction>(&client, &settings),
-                watches::config(),
-            ),
-            move |changed| related_functions(&related, &chains_of, &changed),
-        )
+        .watches_shared_stream(function_watch.trigger(), move |changed| {
+            related_functions(&related, &chains_of, &changed)
+        })
         .owns_stream(deployment_events.touched_objects())
         .owns_stream(service_events.touched_objects())
         .owns_stream(config_map_events.touched_objects())
-        .watches_stream(chain_events.touched_objects(), |chain| {
+        .watches_shared_stream(chain_watch.trigger(), |chain| {
             let ns = chain.namespace().unwrap_or_default();
             chain
                 .spec
@@ -360,16 +343,12 @@ async fn controllers(process: Process, gate: Gate) {
 
     // A function's change concerns the chains it is a hop of (its version and
     // readiness); the chain's NetworkPolicies are its children.
-    let hops_of = chain_controller.store();
-    let chain_store = hops_of.clone();
-    let chain_controller = chain_controller
-        .watches_stream(
-            watches::changes(
-                api::<NetworkFunction>(&client, &settings),
-                watches::config(),
-            ),
-            move |nf| chains_with_hop(&hops_of, &nf),
-        )
+    let hops_of = stores.chains.clone();
+    let chain_controller = chain_watch
+        .controller(controller_config)
+        .watches_shared_stream(function_watch.trigger(), move |nf| {
+            chains_with_hop(&hops_of, &nf)
+        })
         .owns_stream(watches::changes(
             api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
             watches::config().labels(LABEL_SERVICE_CHAIN),
@@ -386,7 +365,6 @@ async fn controllers(process: Process, gate: Gate) {
         synced(&stores.stacks).await;
         synced(&stores.functions).await;
         synced(&stores.chains).await;
-        synced(&chain_store).await;
         synced(&stores.deployments).await;
         synced(&stores.services).await;
         synced(&stores.config_maps).await;
@@ -412,10 +390,23 @@ async fn controllers(process: Process, gate: Gate) {
         )
         .for_each(|_| async {});
     let chains_run = chain_controller
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(gate.wrap(chain::reconcile), chain::error_policy, ctx)
         .for_each(|_| async {});
-    futures::join!(open_gate, stacks_run, functions_run, chains_run);
+    let watches_run = async {
+        futures::join!(
+            stack_watch.run(shutdown.clone()),
+            function_watch.run(shutdown.clone()),
+            chain_watch.run(shutdown.clone()),
+        )
+    };
+    futures::join!(
+        open_gate,
+        watches_run,
+        stacks_run,
+        functions_run,
+        chains_run
+    );
 }
 
 /// What every reconcile passes first: the object is in a watched namespace,
@@ -462,10 +453,25 @@ impl Gate {
     }
 }
 
+/// The Stacks whose [`consumer_view`] changed since they were last seen (or
+/// are seen for the first time): only what consumers read from a Stack
+/// wakes them. With a thousand consumers, each write of the Stack's
+/// consumer counts woke all of them.
+fn consumer_view_changes(
+    stacks: impl Stream<Item = Arc<Stack>> + Send + 'static,
+) -> impl Stream<Item = Arc<Stack>> + Send + 'static {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    stacks.filter(move |stack| {
+        let view = consumer_view(stack);
+        let key = stack.uid().unwrap_or_default();
+        std::future::ready(seen.insert(key, view) != Some(view))
+    })
+}
+
 /// A hash of what a Stack's consumers read from it: the revision applied,
 /// whether it is Ready for its generation (and why not), its outputs, the
 /// adoption budget, deletion. Consumer counts and history are left out.
-fn consumer_view(stack: &Stack) -> Option<u64> {
+fn consumer_view(stack: &Stack) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     stack.metadata.uid.hash(&mut hasher);
@@ -486,7 +492,7 @@ fn consumer_view(stack: &Stack) -> Option<u64> {
             (&ready.status, &ready.reason, &ready.message).hash(&mut hasher);
         }
     }
-    Some(hasher.finish())
+    hasher.finish()
 }
 
 /// The chains in `function`'s namespace that have it as a hop.

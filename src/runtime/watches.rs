@@ -10,12 +10,23 @@
 //! resource version (410 Gone), a controller with seven watches could go
 //! minutes without seeing a change.
 //!
+//! Stacks, NetworkFunctions and ServiceChains are each watched once, and
+//! the controllers that react to them are fed from that one watch, after
+//! its cache has taken each change in ([`SharedWatch`]). With a watch per
+//! trigger, a trigger could run ahead of the cache its reconcile reads: a
+//! Stack woken by its last consumer's change counted 9 of its 10 consumers
+//! until the next resync.
+//!
 //! Managed fields are dropped from every cached object: nothing reads them,
 //! and they are much of each object's size.
 
-use std::{fmt::Debug, time::Duration};
+use std::{fmt::Debug, future::Future, sync::Arc, time::Duration};
 
-use futures::Stream;
+use futures::{
+    SinkExt, Stream, StreamExt,
+    channel::mpsc,
+    stream::{self, BoxStream},
+};
 use kube::{
     Resource, ResourceExt,
     api::Api,
@@ -29,22 +40,87 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
+/// Changes a trigger of a [`SharedWatch`] may hold before the watch waits
+/// for its controller to take them.
+const TRIGGER_BUFFER: usize = 1024;
+
 /// The watch parameters: any resource version will do for a list (served
 /// from the API server's cache).
 pub fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
-/// A controller of `K` in `api`, reconciling every object as it is applied,
-/// whose watch backs off on its own.
-pub fn controller<K>(api: Api<K>, config: ControllerConfig) -> Controller<K>
+/// One watch of `K` with its cache, feeding any number of triggers. Each
+/// trigger receives an object once the cache holds it (or, when deleted, no
+/// longer does); after a (re)list, every object listed.
+pub struct SharedWatch<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    events: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+    triggers: Vec<mpsc::Sender<Arc<K>>>,
+}
+
+impl<K> SharedWatch<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, trigger) = cached(api, self::config());
-    Controller::for_stream(trigger.applied_objects(), store)
-        .with_config(config)
-        .trigger_backoff(Unpaused)
+    /// Watches `K` in `api` (nothing happens before [`Self::run`]).
+    pub fn new(api: Api<K>) -> Self {
+        let (store, events) = cached(api, config());
+        Self {
+            store,
+            events: events.boxed(),
+            triggers: Vec::new(),
+        }
+    }
+
+    /// The cache.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// A new trigger: the objects as they change.
+    pub fn trigger(&mut self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (sender, receiver) = mpsc::channel(TRIGGER_BUFFER);
+        self.triggers.push(sender);
+        receiver
+    }
+
+    /// A controller of `K`, reconciling each object as it changes.
+    pub fn controller(&mut self, config: ControllerConfig) -> Controller<K> {
+        Controller::for_shared_stream(self.trigger(), self.store())
+            .with_config(config)
+            .trigger_backoff(Unpaused)
+    }
+
+    /// Runs the watch and feeds the triggers until `until` completes; the
+    /// triggers end then. A trigger whose controller has ended is skipped.
+    pub async fn run(self, until: impl Future<Output = ()>) {
+        let Self {
+            store,
+            events,
+            mut triggers,
+        } = self;
+        let mut events = std::pin::pin!(events.take_until(until));
+        while let Some(event) = events.next().await {
+            let changed = match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    vec![Arc::new(object)]
+                }
+                // The cache has just been replaced by what was listed.
+                Ok(watcher::Event::InitDone) => store.state(),
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, kind = %K::kind(&()), "watch failed; retrying");
+                    continue;
+                }
+            };
+            for trigger in &mut triggers {
+                let mut objects = stream::iter(changed.iter().cloned().map(Ok));
+                // A trigger whose controller has ended is closed: nothing to feed.
+                let _ = trigger.send_all(&mut objects).await;
+            }
+        }
+    }
 }
 
 /// A cache of `K` and the watch events that keep it, backing off on their own.
