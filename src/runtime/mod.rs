@@ -8,3 +8,4 @@ pub mod operator;
 pub mod settings;
 pub mod telemetry;
 pub mod watches;
+mod wiring;
