@@ -81,7 +81,22 @@ pub struct Context {
     pub ledgers: function::records::Ledgers,
     impersonated: Mutex<HashMap<String, Client>>,
     written_status: std::sync::Mutex<HashMap<String, serde_json::Value>>,
-    applied_fingerprints: std::sync::Mutex<HashMap<String, String>>,
+    /// What Strata last applied of each child, by [`child_key`].
+    applied: std::sync::Mutex<HashMap<String, AppliedChild>>,
+}
+
+/// What a controller knows of a child it applied: a fingerprint of the
+/// values it declares as the API server returned them, and the child's
+/// resourceVersion then (or when it was last found unchanged).
+#[derive(Clone, Debug)]
+struct AppliedChild {
+    fingerprint: String,
+    resource_version: Option<String>,
+}
+
+/// The key of child `name` of kind `K` in `ns`.
+fn child_key<K: Resource<DynamicType = ()>>(ns: &str, name: &str) -> String {
+    format!("{}/{ns}/{name}", K::kind(&()))
 }
 
 impl Context {
@@ -107,7 +122,7 @@ impl Context {
             ledgers: function::records::Ledgers::default(),
             impersonated: Mutex::default(),
             written_status: std::sync::Mutex::default(),
-            applied_fingerprints: std::sync::Mutex::default(),
+            applied: std::sync::Mutex::default(),
         }
     }
 
@@ -158,13 +173,20 @@ impl Context {
         }
     }
 
-    fn applied_fingerprint(&self, key: &str) -> Option<String> {
-        self.applied_fingerprints.lock().ok()?.get(key).cloned()
+    fn applied_child(&self, key: &str) -> Option<AppliedChild> {
+        self.applied.lock().ok()?.get(key).cloned()
     }
 
-    fn remember_fingerprint(&self, key: String, fingerprint: String) {
-        if let Ok(mut remembered) = self.applied_fingerprints.lock() {
-            remembered.insert(key, fingerprint);
+    fn remember_child<K: Resource>(&self, key: String, fingerprint: String, live: &K) {
+        if let Ok(mut remembered) = self.applied.lock() {
+            let resource_version = live.meta().resource_version.clone();
+            remembered.insert(
+                key,
+                AppliedChild {
+                    fingerprint,
+                    resource_version,
+                },
+            );
         }
     }
 
@@ -196,13 +218,32 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
+        self.publish_related(obj, None, type_, reason, action, note)
+            .await;
+    }
+
+    /// Publishes an Event about `obj` that concerns `related` too (say, the
+    /// child an action was taken on). Events are counted as a series per
+    /// object, reason, action and related object: the same reason about
+    /// another related object is an Event of its own, with its own note.
+    pub async fn publish_related<K>(
+        &self,
+        obj: &K,
+        related: Option<ObjectReference>,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
         let reference: ObjectReference = obj.object_ref(&());
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(events::fit_note(note)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         let published =
             if obj.meta().name.as_ref().map_or(0, String::len) > events::MAX_RECORDED_NAME {
@@ -242,17 +283,20 @@ where
 /// applied, so that an unchanged object costs no write.
 pub const APPLIED_DIGEST: &str = "strata.dev/applied-digest";
 
-/// Server-side applies `child` under `manager` unless the live object carries
-/// the same [`APPLIED_DIGEST`]. `live` gives the live metadata when the caller
-/// has it (a cache, a list); when it is missing or differs the object is read,
-/// since a cache may not have seen Strata's own last apply yet.
+/// Server-side applies `child` under `manager` unless the live object is
+/// what Strata declares. `live` gives the live metadata when the caller has
+/// it (a cache, a list). When it carries the same [`APPLIED_DIGEST`] and the
+/// resourceVersion Strata last saw, nothing is read; otherwise (another
+/// writer changed the object, this process has not seen it yet, or the
+/// cache lags) the object is read and its declared values compared, as in
+/// [`apply_correcting_drift`].
 pub(crate) async fn apply_if_changed<K>(
     ctx: &Context,
     ns: &str,
     manager: &str,
     child: K,
     live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
-) -> Result<()>
+) -> Result<Applied>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -261,16 +305,18 @@ where
         + std::fmt::Debug,
 {
     let (child, digest) = stamped(child);
+    let key = child_key::<K>(ns, &child.name_any());
+    let remembered = ctx.applied_child(&key);
+    if let (Some(live), Some(remembered)) = (live(), &remembered)
+        && applied_digest(&live) == Some(&digest)
+        && live.resource_version.is_some()
+        && live.resource_version == remembered.resource_version
+    {
+        return Ok(Applied::Unchanged);
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    if live().as_ref().and_then(applied_digest) == Some(&digest) {
-        return Ok(());
-    }
-    let fresh = api.get_metadata_opt(&child.name_any()).await?;
-    if fresh.as_ref().and_then(|m| applied_digest(&m.metadata)) == Some(&digest) {
-        return Ok(());
-    }
-    force_apply(&api, manager, &child).await?;
-    Ok(())
+    let fresh = api.get_opt(&child.name_any()).await?;
+    apply_unless_declared(ctx, key, &api, manager, child, fresh.as_ref()).await
 }
 
 /// What [`apply_correcting_drift`] did.
@@ -303,39 +349,61 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    let (child, digest) = stamped(child);
+    let (child, _) = stamped(child);
+    let key = child_key::<K>(ns, &child.name_any());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    apply_unless_declared(ctx, key, &api, manager, child, live).await
+}
+
+/// Applies `child` (stamped by [`stamped`]) unless `live` carries the same
+/// digest and the values Strata declares are as it left them (a process
+/// that has not applied the child yet compares with the declared values
+/// themselves). Remembers what the API server returned, under `key`.
+async fn apply_unless_declared<K>(
+    ctx: &Context,
+    key: String,
+    api: &Api<K>,
+    manager: &str,
+    child: K,
+    live: Option<&K>,
+) -> Result<Applied>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
     let desired = serde_json::to_value(&child).unwrap_or_default();
-    let key = format!("{}/{ns}/{}", K::kind(&()), child.name_any());
     let mut outcome = Applied::Changed;
     if let Some(live) = live
-        && applied_digest(live.meta()) == Some(&digest)
+        && applied_digest(live.meta()).is_some()
+        && applied_digest(live.meta()) == applied_digest(child.meta())
     {
         let now = declared_fingerprint(&desired, &serde_json::to_value(live).unwrap_or_default());
-        // A process that has not applied it yet (it restarted) compares with
-        // the declared values themselves.
         let expected = ctx
-            .applied_fingerprint(&key)
+            .applied_child(&key)
+            .map(|r| r.fingerprint)
             .unwrap_or_else(|| declared_fingerprint(&desired, &desired));
         if now == expected {
-            ctx.remember_fingerprint(key, now);
+            ctx.remember_child(key, now, live);
             return Ok(Applied::Unchanged);
         }
         outcome = Applied::DriftCorrected;
     }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let applied = force_apply(&api, manager, &child).await?;
+    let applied = force_apply(api, manager, &child).await?;
     let fingerprint = declared_fingerprint(
         &desired,
         &serde_json::to_value(&applied).unwrap_or_default(),
     );
-    ctx.remember_fingerprint(key, fingerprint);
+    ctx.remember_child(key, fingerprint, &applied);
     Ok(outcome)
 }
 
 /// Forgets what [`apply_correcting_drift`] remembered of a deleted child.
 pub(crate) fn forget_applied<K: Resource<DynamicType = ()>>(ctx: &Context, ns: &str, name: &str) {
-    if let Ok(mut remembered) = ctx.applied_fingerprints.lock() {
-        remembered.remove(&format!("{}/{ns}/{name}", K::kind(&())));
+    if let Ok(mut remembered) = ctx.applied.lock() {
+        remembered.remove(&child_key::<K>(ns, name));
     }
 }
 

@@ -1,12 +1,17 @@
 //! Another writer changes fields of a function's Deployment that Strata
 //! manages: `kubectl scale` (an update of the scale subresource), `kubectl
 //! set image` (an update) and a forced server-side apply by a field manager
-//! of its own. Strata restores each change once, says so in an Event, and
-//! neither loops (no further writes once restored) nor causes conflicts
-//! (no 409 from the API server for Deployments: Strata's applies are forced).
+//! of its own; then the selector of its Service (a JSON patch). Strata
+//! restores each change once, says so in an Event, and neither loops (no
+//! further writes once restored) nor causes conflicts (no 409 from the API
+//! server for Deployments: Strata's applies are forced). (Its ConfigMaps are
+//! immutable: another writer can only delete one, and a deleted child comes
+//! back through the cache.)
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::support::{client, kubectl, wait_for};
@@ -173,6 +178,46 @@ async fn another_writer_is_overruled_without_loops_or_conflicts() {
         );
     }
 
+    // The Service's selector, replaced by another writer, selects the
+    // function's pods again.
+    let services: Api<Service> = t.ns.api();
+    let selector = |s: &Service| -> BTreeMap<String, String> {
+        s.spec
+            .as_ref()
+            .and_then(|spec| spec.selector.clone())
+            .unwrap_or_default()
+    };
+    let declared_selector = selector(&services.get("upf").await.unwrap());
+    assert!(!declared_selector.is_empty());
+    let patch = r#"[{"op": "replace", "path": "/spec/selector", "value": {"app": "elsewhere"}}]"#;
+    let out = kubectl([
+        "-n",
+        t.name(),
+        "patch",
+        "service/upf",
+        "--type=json",
+        "-p",
+        patch,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        DEADLINE,
+        "Strata to restore the Service's selector",
+        || async {
+            let now = selector(&services.get("upf").await.map_err(|e| e.to_string())?);
+            if declared_selector.iter().all(|(k, v)| now.get(k) == Some(v)) {
+                Ok(())
+            } else {
+                Err(format!("selector {now:?}"))
+            }
+        },
+    )
+    .await;
+    t.events_about("upf", "Normal", "DriftCorrected", |note| {
+        note.starts_with("Service upf:")
+    })
+    .await;
+
     // No loop: after a full resync more, the Deployment is as restored, and
     // Strata wrote it no more (its generation did not move).
     let settled = t.deployment("upf").await.unwrap();
@@ -204,12 +249,16 @@ async fn another_writer_is_overruled_without_loops_or_conflicts() {
         "{conflicts} conflicts for {} edits",
         edits.len()
     );
-    let restores = t
-        .operator
-        .logs()
-        .lines()
-        .filter(|l| l.contains("restored fields of the Deployment"))
-        .count();
-    assert_eq!(restores, edits.len(), "one restore per foreign edit");
+    let logs = t.operator.logs();
+    let restores = |kind: &str| {
+        logs.lines()
+            .filter(|l| l.contains("restored fields of a child") && l.contains(kind))
+            .count()
+    };
+    assert_eq!(
+        (restores("child=Deployment/"), restores("child=Service/")),
+        (edits.len(), 1),
+        "one restore per foreign edit"
+    );
     t.finish().await;
 }

@@ -19,7 +19,7 @@ use kube::{
 };
 use serde::Serialize;
 
-use super::{Ctx, apply_status, conditions, namespace_of};
+use super::{Applied, Ctx, apply_status, conditions, namespace_of};
 use crate::{
     Error, Result,
     api::{
@@ -373,7 +373,8 @@ async fn apply_children(
             ns,
             config_map.metadata.name.as_ref(),
         );
-        apply_child(ctx, ns, config_map.clone(), || live).await?;
+        let applied = apply_child(ctx, ns, config_map.clone(), || live).await?;
+        report_drift(nf, ctx, config_map, applied).await;
     }
     let name = nf.name_any();
     let live = ctx
@@ -388,19 +389,39 @@ async fn apply_children(
         live.as_deref(),
     )
     .await?;
-    if applied == super::Applied::DriftCorrected {
-        tracing::info!(deployment = %name, "restored fields of the Deployment that another writer changed");
-        let note = format!(
-            "Deployment {name}: restored the fields Strata manages that another writer had changed"
-        );
-        ctx.publish(nf, EventType::Normal, "DriftCorrected", "Apply", note)
-            .await;
-    }
+    report_drift(nf, ctx, &children.deployment, applied).await;
     if let Some(service) = &children.service {
         let live = cached(&ctx.stores.services, ns, service.metadata.name.as_ref());
-        apply_child(ctx, ns, service.clone(), || live).await?;
+        let applied = apply_child(ctx, ns, service.clone(), || live).await?;
+        report_drift(nf, ctx, service, applied).await;
     }
     Ok(())
+}
+
+/// Logs and publishes a `DriftCorrected` Event (related to `child`) when
+/// `child` of `nf` had been changed by another writer and was restored.
+async fn report_drift<K>(nf: &NetworkFunction, ctx: &Ctx, child: &K, applied: Applied)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if applied != Applied::DriftCorrected {
+        return;
+    }
+    let (kind, name) = (K::kind(&()), child.name_any());
+    tracing::info!(child = %format_args!("{kind}/{name}"), "restored fields of a child that another writer changed");
+    let note = format!(
+        "{kind} {name}: restored the fields Strata manages that another writer had changed"
+    );
+    let related = Some(child.object_ref(&()));
+    ctx.publish_related(
+        nf,
+        related,
+        EventType::Normal,
+        "DriftCorrected",
+        "Apply",
+        note,
+    )
+    .await;
 }
 
 /// The cached metadata of child `name` in `ns`.
@@ -423,7 +444,7 @@ async fn apply_child<K>(
     ns: &str,
     child: K,
     live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
-) -> Result<()>
+) -> Result<Applied>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
