@@ -42,7 +42,8 @@ pub const MANAGER: &str = "strata.dev/stack";
 pub const FINALIZER: &str = "strata.dev/stack-protection";
 
 /// What the Stack controller remembers between reconciles. Losing it (a
-/// restart) costs one re-apply per Stack, never correctness.
+/// restart) costs a read of each managed object, and a re-apply of those
+/// whose values differ from the declaration, never correctness.
 #[derive(Default)]
 pub struct State {
     discovery: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
@@ -450,13 +451,16 @@ enum Cause {
     /// Someone else edited or deleted the object.
     Drift,
     /// The object is there, but this process has not applied it yet (it
-    /// restarted): applied once, not counted as drift.
+    /// restarted) and its values differ from the declared ones (maybe only
+    /// as the API server normalised them): applied once, not counted as drift.
     Unremembered,
 }
 
 /// Whether `item` must be applied again: the live object no longer matches
 /// what Strata applied (edited or deleted by someone else: drift), or this
-/// process does not know what it applied.
+/// process does not know what it applied and the live values are not the
+/// declared ones. A live object that matches the declaration after a
+/// restart is remembered as it is, without a write.
 async fn needs_apply(
     stack: &Stack,
     ctx: &Ctx,
@@ -469,16 +473,20 @@ async fn needs_apply(
         .get_opt(&item.id.name)
         .await
         .map_err(|e| refused(&applier.who, &item.id, "get", e))?;
-    Ok(match (live, remembered) {
-        (None, _) => Some(Cause::Drift),
-        (Some(live), Some(fingerprint)) => {
-            let now = declared_fingerprint(
-                &item.object,
-                &serde_json::to_value(&live).unwrap_or_default(),
-            );
-            (now != fingerprint).then_some(Cause::Drift)
+    let Some(live) = live else {
+        return Ok(Some(Cause::Drift));
+    };
+    let now = declared_fingerprint(
+        &item.object,
+        &serde_json::to_value(&live).unwrap_or_default(),
+    );
+    Ok(match remembered {
+        Some(fingerprint) => (now != fingerprint).then_some(Cause::Drift),
+        None if now == declared_fingerprint(&item.object, &item.object) => {
+            ctx.stack_state.fingerprints.lock().await.insert(key, now);
+            None
         }
-        (Some(_), None) => Some(Cause::Unremembered),
+        None => Some(Cause::Unremembered),
     })
 }
 

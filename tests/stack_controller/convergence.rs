@@ -151,7 +151,8 @@ impl ReadinessWatch {
 /// the test's own write and not in the operator's log) and waits for a
 /// drift check (reads of every managed object, once per resync interval),
 /// and requires that the operator made no POST, PUT, PATCH or DELETE
-/// (dry runs included) in that window.
+/// (dry runs included) in that window. Then the operator is restarted: it
+/// reads each object once and writes nothing either.
 #[tokio::test]
 async fn a_converged_stack_makes_no_write_requests() {
     let client = client().await;
@@ -277,6 +278,61 @@ async fn a_converged_stack_makes_no_write_requests() {
     );
     let stack = stacks.get("net").await.unwrap();
     assert!(is(&stack, "Ready", "True"));
+
+    // A restarted operator, which remembers nothing, reads each object once
+    // and writes nothing: the live objects are what the Stack declares.
+    drop(operator);
+    let operator = Operator::start_with(
+        ns.name(),
+        &[(
+            "STRATA_LOG_LEVEL",
+            "info,strata=debug,kube_client::client::builder=debug",
+        )],
+    );
+    let reconciled = || async {
+        let metrics = operator_metrics(&operator).await;
+        sample(
+            &metrics,
+            "strata_reconcile_total",
+            &[("kind", "Stack"), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let during_check = wait_for(
+        DEADLINE,
+        "the restarted operator to read every object",
+        || async {
+            let count = reconciled().await;
+            let seen = requests(&operator.logs());
+            let read = objects
+                .iter()
+                .all(|p| seen.iter().any(|r| r.method == "GET" && &r.path == p));
+            read.then_some(count)
+                .ok_or(format!("requests so far: {seen:#?}"))
+        },
+    )
+    .await;
+    poke(4).await;
+    wait_for(
+        DEADLINE,
+        "the restarted operator's check to end",
+        || async {
+            let now = reconciled().await;
+            (now > during_check)
+                .then_some(())
+                .ok_or(format!("{now} reconciles"))
+        },
+    )
+    .await;
+    let after_restart = requests(&operator.logs());
+    let writes: Vec<&Request> = after_restart
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a restarted operator rewrote a converged Stack: {writes:#?}"
+    );
     drop(operator);
     ns.cleanup().await;
 }
