@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, ListParams};
 use strata::api::{DeploymentRecord, NetworkFunction, Stack};
 use support::operator::Operator;
-use support::{TestNamespace, client, install_crds, wait_for};
+use support::{TestNamespace, apply_object, client, install_crds, wait_for};
 
-use plan::{Plan, STACK_VERSIONS, apply, apply_all};
+use plan::{Plan, STACK_VERSIONS, apply_all};
 
 /// Selects the full scale (200 functions, 20 kills).
 const FULL: &str = "STRATA_FAULT_FULL";
@@ -104,7 +104,7 @@ async fn converges_to_the_declared_state_after_random_kills_during_a_rollout() {
     let started = Instant::now();
     let mut operator = incarnation(ns.name(), 0);
     for stack in &plan.stacks {
-        apply(&stacks, stack.manifest(STACK_VERSIONS[0])).await;
+        apply_object(&stacks, stack.manifest(STACK_VERSIONS[0])).await;
     }
     apply_all(&functions, plan.functions(0..scale.functions / 2, false)).await;
 

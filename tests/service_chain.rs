@@ -13,12 +13,12 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata::api::{NetworkFunction, ServiceChain, Stack};
 use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+use support::{TestNamespace, apply, client, install_crds, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const CHAIN: &str = "n6";
@@ -226,19 +226,6 @@ async fn service_chain_wires_isolates_reorders_and_unwires() {
     .await;
     drop(operator);
     ns.cleanup().await;
-}
-
-async fn apply<K>(api: &Api<K>, name: &str, object: Value)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 fn chain(hops: &[Hop], isolation: bool) -> Value {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use strata::api::stack::ConsumerRollout;
 use strata::api::{NetworkFunction, Stack};
@@ -17,7 +17,7 @@ use strata::controllers::function::resolve::rollout_budget;
 
 use super::Scale;
 use super::declared::{Declared, DeclaredFunction};
-use super::support::FIELD_MANAGER;
+use super::support::apply_object;
 
 /// What every function requires of its Stack: each version the test declares.
 const REQUIREMENT: &str = ">=1.0, <2";
@@ -129,7 +129,7 @@ impl Plan {
             }
             Step::MoveStacks(version) => {
                 for stack in &self.stacks {
-                    apply(stacks, stack.manifest(version)).await;
+                    apply_object(stacks, stack.manifest(version)).await;
                 }
             }
             Step::Respec => {
@@ -212,28 +212,13 @@ fn respecced(i: usize) -> bool {
     i % 4 == 3
 }
 
-/// Server-side applies `object` as the test's field manager.
-pub async fn apply<K>(api: &Api<K>, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object["metadata"]["name"].as_str().expect("a name");
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
-}
-
 /// Applies `objects`, a few at a time.
 pub async fn apply_all<K>(api: &Api<K>, objects: Vec<Value>)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     futures::stream::iter(objects)
-        .map(|object| apply(api, object))
+        .map(|object| apply_object(api, object))
         .buffer_unordered(8)
         .collect::<Vec<()>>()
         .await;

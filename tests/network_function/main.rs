@@ -33,12 +33,12 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, NetworkFunction, Stack};
 use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+use support::{TestNamespace, apply_object, client, install_crds, wait_for};
 
 /// How long any one expected state may take to appear.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -94,12 +94,12 @@ impl Fixture {
 
     /// Server-side applies a Stack (see [`stack()`]).
     async fn apply_stack(&self, name: &str, version: &str, extra: Value) {
-        apply(&self.stacks, stack(name, version, extra)).await;
+        apply_object(&self.stacks, stack(name, version, extra)).await;
     }
 
     /// Server-side applies a NetworkFunction with `spec`.
     async fn apply_function(&self, name: &str, spec: Value) {
-        apply(&self.functions, function(name, spec)).await;
+        apply_object(&self.functions, function(name, spec)).await;
     }
 
     /// Waits until Stack `name` has applied `version` and is Ready at its generation.
@@ -288,21 +288,6 @@ impl Fixture {
             .await
             .expect("get a Deployment")
     }
-}
-
-/// Server-side applies `object` (named by its `metadata.name`).
-async fn apply<K>(api: &Api<K>, object: Value)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object["metadata"]["name"].as_str().expect("a name");
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 /// A Stack at `version` whose content carries the version (a ConfigMap

@@ -159,13 +159,7 @@ async fn a_converged_stack_makes_no_write_requests() {
     install_crds(&client).await;
     install_widget_crd(&client).await;
     let ns = TestNamespace::create(&client, "stack-idle").await;
-    let operator = Operator::start_with(
-        ns.name(),
-        &[(
-            "STRATA_LOG_LEVEL",
-            "info,strata=debug,kube_client::client::builder=debug",
-        )],
-    );
+    let operator = start_traced(ns.name());
     let stacks: Api<Stack> = ns.api();
     let spec = json!({"version": "1.0.0", "parameters": {"vlan": "120"}, "resources": [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "edge-dns"}, "data": {"vlan": "${vlan}"}},
@@ -210,15 +204,6 @@ async fn a_converged_stack_makes_no_write_requests() {
 
     // The idle window.
     let start = operator.logs().len();
-    let reconciles = || async {
-        let metrics = operator_metrics(&operator).await;
-        sample(
-            &metrics,
-            "strata_reconcile_total",
-            &[("kind", "Stack"), ("result", "success")],
-        )
-        .unwrap_or(0.0)
-    };
     let poke = |i: usize| {
         let stacks = stacks.clone();
         async move {
@@ -231,13 +216,13 @@ async fn a_converged_stack_makes_no_write_requests() {
         }
     };
     for i in 0..3 {
-        let before = reconciles().await;
+        let before = stack_reconciles(&operator).await;
         poke(i).await;
         wait_for(
             DEADLINE,
             "a reconcile after annotating the Stack",
             || async {
-                let now = reconciles().await;
+                let now = stack_reconciles(&operator).await;
                 (now > before)
                     .then_some(())
                     .ok_or(format!("{now} reconciles"))
@@ -245,33 +230,7 @@ async fn a_converged_stack_makes_no_write_requests() {
         )
         .await;
     }
-    // A drift check: the operator reads every managed object. Reconciles of
-    // one object never overlap, so once the count moves past the one read
-    // while the reads were visible, the reconcile that made them is over.
-    let during_check = wait_for(DEADLINE, "a drift check reading every object", || async {
-        let count = reconciles().await;
-        let window = requests(&operator.logs()[start..]);
-        let read = objects
-            .iter()
-            .all(|p| window.iter().any(|r| r.method == "GET" && &r.path == p));
-        read.then_some(count)
-            .ok_or(format!("requests so far: {window:#?}"))
-    })
-    .await;
-    poke(3).await;
-    wait_for(DEADLINE, "the drift check's reconcile to end", || async {
-        let now = reconciles().await;
-        (now > during_check)
-            .then_some(())
-            .ok_or(format!("{now} reconciles"))
-    })
-    .await;
-
-    let window = requests(&operator.logs()[start..]);
-    let writes: Vec<&Request> = window
-        .iter()
-        .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .collect();
+    let writes = writes_through_a_drift_check(&operator, start, &objects, poke(3)).await;
     assert!(
         writes.is_empty(),
         "a converged Stack made write requests: {writes:#?}"
@@ -282,59 +241,71 @@ async fn a_converged_stack_makes_no_write_requests() {
     // A restarted operator, which remembers nothing, reads each object once
     // and writes nothing: the live objects are what the Stack declares.
     drop(operator);
-    let operator = Operator::start_with(
-        ns.name(),
-        &[(
-            "STRATA_LOG_LEVEL",
-            "info,strata=debug,kube_client::client::builder=debug",
-        )],
-    );
-    let reconciled = || async {
-        let metrics = operator_metrics(&operator).await;
-        sample(
-            &metrics,
-            "strata_reconcile_total",
-            &[("kind", "Stack"), ("result", "success")],
-        )
-        .unwrap_or(0.0)
-    };
-    let during_check = wait_for(
-        DEADLINE,
-        "the restarted operator to read every object",
-        || async {
-            let count = reconciled().await;
-            let seen = requests(&operator.logs());
-            let read = objects
-                .iter()
-                .all(|p| seen.iter().any(|r| r.method == "GET" && &r.path == p));
-            read.then_some(count)
-                .ok_or(format!("requests so far: {seen:#?}"))
-        },
-    )
-    .await;
-    poke(4).await;
-    wait_for(
-        DEADLINE,
-        "the restarted operator's check to end",
-        || async {
-            let now = reconciled().await;
-            (now > during_check)
-                .then_some(())
-                .ok_or(format!("{now} reconciles"))
-        },
-    )
-    .await;
-    let after_restart = requests(&operator.logs());
-    let writes: Vec<&Request> = after_restart
-        .iter()
-        .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .collect();
+    let operator = start_traced(ns.name());
+    let writes = writes_through_a_drift_check(&operator, 0, &objects, poke(4)).await;
     assert!(
         writes.is_empty(),
         "a restarted operator rewrote a converged Stack: {writes:#?}"
     );
     drop(operator);
     ns.cleanup().await;
+}
+
+/// An operator for `namespace` whose log shows each HTTP request it makes.
+fn start_traced(namespace: &str) -> Operator {
+    Operator::start_with(
+        namespace,
+        &[(
+            "STRATA_LOG_LEVEL",
+            "info,strata=debug,kube_client::client::builder=debug",
+        )],
+    )
+}
+
+/// Successful Stack reconciles of `operator` so far.
+async fn stack_reconciles(operator: &Operator) -> f64 {
+    let metrics = operator_metrics(operator).await;
+    sample(
+        &metrics,
+        "strata_reconcile_total",
+        &[("kind", "Stack"), ("result", "success")],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Waits for a drift check (the operator reads every one of `objects`; its
+/// log from byte `start` on), then for the reconcile that made it to end,
+/// which `poke` forces; returns the write requests in that log window.
+/// Reconciles of one object never overlap, so once the count moves past
+/// the one read while the reads were visible, that reconcile is over.
+async fn writes_through_a_drift_check(
+    operator: &Operator,
+    start: usize,
+    objects: &[String],
+    poke: impl std::future::Future<Output = ()>,
+) -> Vec<Request> {
+    let during_check = wait_for(DEADLINE, "a drift check reading every object", || async {
+        let count = stack_reconciles(operator).await;
+        let window = requests(&operator.logs()[start..]);
+        let read = objects
+            .iter()
+            .all(|p| window.iter().any(|r| r.method == "GET" && &r.path == p));
+        read.then_some(count)
+            .ok_or(format!("requests so far: {window:#?}"))
+    })
+    .await;
+    poke.await;
+    wait_for(DEADLINE, "the drift check's reconcile to end", || async {
+        let now = stack_reconciles(operator).await;
+        (now > during_check)
+            .then_some(())
+            .ok_or(format!("{now} reconciles"))
+    })
+    .await;
+    requests(&operator.logs()[start..])
+        .into_iter()
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .collect()
 }
 
 /// One HTTP request the operator made.

@@ -27,15 +27,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata::api::{Stack, StackSpec};
 use strata::render::stack::render_stack;
 use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for, wait_for_condition};
+use support::{TestNamespace, apply, client, install_crds, wait_for, wait_for_condition};
 
 /// How long anything the operator does may take. Drift is only looked for
 /// once per resync interval (10s for the test operator), so this leaves
@@ -182,20 +180,6 @@ fn stack_manifest(name: &str, spec: &Value) -> Value {
 fn digest_of(spec: &Value) -> String {
     let spec: StackSpec = serde_json::from_value(spec.clone()).expect("a valid StackSpec");
     render_stack(&spec).expect("a spec that renders").digest
-}
-
-/// Server-side applies `object` as the tests' field manager.
-async fn apply<K>(api: &Api<K>, name: &str, object: Value)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
 fn api_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {

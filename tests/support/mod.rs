@@ -460,6 +460,18 @@ where
     .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"));
 }
 
+/// Like [`apply`], named by the object's own `metadata.name`.
+pub async fn apply_object<K>(api: &Api<K>, object: serde_json::Value)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("an object with a name")
+        .to_string();
+    apply(api, &name, object).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
