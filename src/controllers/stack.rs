@@ -169,13 +169,6 @@ async fn reconcile_stack(stack: &Stack, ctx: &Ctx) -> Result<Action> {
             .lock()
             .await
             .insert(uid, Instant::now());
-        if result.is_ok() && status.consumers != old.consumers {
-            // Consumers are counted from the functions' cache, and the change
-            // that triggered this reconcile may have reached it a moment
-            // after: count once more, so the last change is never missed.
-            record_consumer_metrics(ctx, &ns, stack, &status);
-            return Ok(Action::requeue(CONSUMER_COUNT_INTERVAL));
-        }
     }
     record_consumer_metrics(ctx, &ns, stack, &status);
     result
