@@ -128,6 +128,25 @@ impl WrittenStatus {
     }
 }
 
+/// A namespaced kind a controller applies as a child.
+pub(crate) trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// What a controller knows of a child it applied: a fingerprint of the
 /// values it declares as the API server returned them, and the child's
 /// resourceVersion then (or when it was last found unchanged).
@@ -320,23 +339,15 @@ pub const APPLIED_DIGEST: &str = "strata.dev/applied-digest";
 /// writer changed the object, this process has not seen it yet, or the
 /// cache lags) the object is read and its declared values compared, as in
 /// [`apply_correcting_drift`].
-pub(crate) async fn apply_if_changed<K>(
+pub(crate) async fn apply_if_changed<K: Child>(
     ctx: &Context,
     ns: &str,
     manager: &str,
     child: K,
     live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
-) -> Result<Applied>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> Result<Applied> {
     let (child, digest) = stamped(child);
-    let key = child_key::<K>(ns, &child.name_any());
-    let remembered = ctx.applied_child(&key);
+    let remembered = ctx.applied_child(&child_key::<K>(ns, &child.name_any()));
     if let (Some(live), Some(remembered)) = (live(), &remembered)
         && applied_digest(&live) == Some(&digest)
         && live.resource_version.is_some()
@@ -344,12 +355,13 @@ where
     {
         return Ok(Applied::Unchanged);
     }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let fresh = api.get_opt(&child.name_any()).await?;
-    apply_unless_declared(ctx, key, &api, manager, child, fresh.as_ref()).await
+    let fresh = Api::<K>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&child.name_any())
+        .await?;
+    apply_stamped(ctx, ns, manager, child, fresh.as_ref()).await
 }
 
-/// What [`apply_correcting_drift`] did.
+/// What [`apply_if_changed`] or [`apply_correcting_drift`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
     /// The live object was what Strata declares: no write.
@@ -365,45 +377,28 @@ pub(crate) enum Applied {
 /// What the API server returned for Strata's last apply is remembered as a
 /// fingerprint of the declared values, so that server-side defaults and
 /// normalisation do not count as drift.
-pub(crate) async fn apply_correcting_drift<K>(
+pub(crate) async fn apply_correcting_drift<K: Child>(
     ctx: &Context,
     ns: &str,
     manager: &str,
     child: K,
     live: Option<&K>,
-) -> Result<Applied>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let (child, _) = stamped(child);
-    let key = child_key::<K>(ns, &child.name_any());
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    apply_unless_declared(ctx, key, &api, manager, child, live).await
+) -> Result<Applied> {
+    apply_stamped(ctx, ns, manager, stamped(child).0, live).await
 }
 
 /// Applies `child` (stamped by [`stamped`]) unless `live` carries the same
 /// digest and the values Strata declares are as it left them (a process
 /// that has not applied the child yet compares with the declared values
-/// themselves). Remembers what the API server returned, under `key`.
-async fn apply_unless_declared<K>(
+/// themselves). Remembers what the API server returned.
+async fn apply_stamped<K: Child>(
     ctx: &Context,
-    key: String,
-    api: &Api<K>,
+    ns: &str,
     manager: &str,
     child: K,
     live: Option<&K>,
-) -> Result<Applied>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> Result<Applied> {
+    let key = child_key::<K>(ns, &child.name_any());
     let desired = serde_json::to_value(&child).unwrap_or_default();
     let mut outcome = Applied::Changed;
     if let Some(live) = live
@@ -421,7 +416,8 @@ where
         }
         outcome = Applied::DriftCorrected;
     }
-    let applied = force_apply(api, manager, &child).await?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = force_apply(&api, manager, &child).await?;
     let fingerprint = declared_fingerprint(
         &desired,
         &serde_json::to_value(&applied).unwrap_or_default(),

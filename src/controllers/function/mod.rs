@@ -17,7 +17,6 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use serde::Serialize;
 
 use super::{Applied, Ctx, apply_status, conditions, namespace_of};
 use crate::{
@@ -373,7 +372,8 @@ async fn apply_children(
             ns,
             config_map.metadata.name.as_ref(),
         );
-        let applied = apply_child(ctx, ns, config_map.clone(), || live).await?;
+        let applied =
+            super::apply_if_changed(ctx, ns, MANAGER, config_map.clone(), || live).await?;
         report_drift(nf, ctx, config_map, applied).await;
     }
     let name = nf.name_any();
@@ -392,7 +392,7 @@ async fn apply_children(
     report_drift(nf, ctx, &children.deployment, applied).await;
     if let Some(service) = &children.service {
         let live = cached(&ctx.stores.services, ns, service.metadata.name.as_ref());
-        let applied = apply_child(ctx, ns, service.clone(), || live).await?;
+        let applied = super::apply_if_changed(ctx, ns, MANAGER, service.clone(), || live).await?;
         report_drift(nf, ctx, service, applied).await;
     }
     Ok(())
@@ -436,23 +436,6 @@ where
     store
         .get(&ObjectRef::new(name?).within(ns))
         .map(|m| m.metadata.clone())
-}
-
-/// Server-side applies `child` unless it is unchanged since Strata applied it.
-async fn apply_child<K>(
-    ctx: &Ctx,
-    ns: &str,
-    child: K,
-    live: impl FnOnce() -> Option<kube::api::ObjectMeta>,
-) -> Result<Applied>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    super::apply_if_changed(ctx, ns, MANAGER, child, live).await
 }
 
 /// Reads the Deployment's rollout and sets Ready, the record outcome and readyAt.
