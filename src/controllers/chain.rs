@@ -57,6 +57,7 @@ async fn reconcile_chain(chain: &ServiceChain, ctx: &Ctx) -> Result<Action> {
     if chain.meta().deletion_timestamp.is_some() {
         // The policies go with their owner; the hops rewire themselves.
         ctx.forget_status(chain);
+        ctx.forget_children_of(chain);
         return Ok(Action::await_change());
     }
     let api: Api<ServiceChain> = Api::namespaced(ctx.client.clone(), &ns);

@@ -154,6 +154,8 @@ impl<K> Child for K where
 struct AppliedChild {
     fingerprint: String,
     resource_version: Option<String>,
+    /// The uid of the child's controller (its owner), to forget it with them.
+    owner: Option<String>,
 }
 
 /// The key of child `name` of kind `K` in `ns`.
@@ -228,14 +230,29 @@ impl Context {
 
     fn remember_child<K: Resource>(&self, key: String, fingerprint: String, live: &K) {
         if let Ok(mut remembered) = self.applied.lock() {
-            let resource_version = live.meta().resource_version.clone();
+            let meta = live.meta();
+            let owner = meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone());
             remembered.insert(
                 key,
                 AppliedChild {
                     fingerprint,
-                    resource_version,
+                    resource_version: meta.resource_version.clone(),
+                    owner,
                 },
             );
+        }
+    }
+
+    /// Forgets what the apply helpers remembered of the children of `owner`
+    /// (being deleted; its children go with it).
+    pub fn forget_children_of<K: Resource>(&self, owner: &K) {
+        if let (Ok(mut remembered), Some(uid)) = (self.applied.lock(), owner.meta().uid.as_ref()) {
+            remembered.retain(|_, child| child.owner.as_ref() != Some(uid));
         }
     }
 
@@ -424,13 +441,6 @@ async fn apply_stamped<K: Child>(
     );
     ctx.remember_child(key, fingerprint, &applied);
     Ok(outcome)
-}
-
-/// Forgets what [`apply_correcting_drift`] remembered of a deleted child.
-pub(crate) fn forget_applied<K: Resource<DynamicType = ()>>(ctx: &Context, ns: &str, name: &str) {
-    if let Ok(mut remembered) = ctx.applied.lock() {
-        remembered.remove(&child_key::<K>(ns, name));
-    }
 }
 
 /// `child` with its [`APPLIED_DIGEST`] annotation, and that digest.

@@ -67,7 +67,7 @@ async fn reconcile_function(nf: &NetworkFunction, ctx: &Ctx) -> Result<Action> {
         forget_metrics(ctx, nf);
         ctx.forget_status(nf);
         ctx.ledgers.forget(&nf.uid().unwrap_or_default());
-        super::forget_applied::<Deployment>(ctx, &ns, &nf.name_any());
+        ctx.forget_children_of(nf);
         return Ok(Action::await_change());
     }
     if nf.spec.suspend {
