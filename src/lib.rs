@@ -4,6 +4,9 @@
 
 pub mod api;
 pub mod controllers;
+#[cfg(test)]
+mod layers;
+pub mod operator;
 pub mod render;
 pub mod runtime;
 

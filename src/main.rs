@@ -1,7 +1,10 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use strata::runtime::{operator, settings::Settings, telemetry};
+use strata::{
+    operator,
+    runtime::{settings::Settings, telemetry},
+};
 
 /// Strata: versioned infrastructure stacks, network functions and service chains.
 #[derive(Parser)]

@@ -11,9 +11,11 @@
 
 pub mod chain;
 pub mod function;
+pub mod limits;
 pub mod record;
 pub mod rules;
 pub mod stack;
+pub mod version;
 
 pub use chain::{ServiceChain, ServiceChainSpec, ServiceChainStatus};
 pub use function::{NetworkFunction, NetworkFunctionSpec, NetworkFunctionStatus};
@@ -24,9 +26,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// The API group of every Strata kind.
-pub const GROUP: &str = "strata.dev";
 
 /// Label on managed objects and records: the Stack they belong to or were deployed on.
 pub const LABEL_STACK: &str = "strata.dev/stack";

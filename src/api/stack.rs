@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-mod bounded;
+pub(crate) mod bounded;
 
 /// A versioned unit of infrastructure: a manifest (`resources`) plus an
 /// inventory (`parameters`) for one environment. A version is immutable: once

@@ -14,7 +14,10 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::{core::v1::ObjectReference, networking::v1::NetworkPolicy};
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, networking::v1::NetworkPolicy},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
 use kube::{
     Resource, ResourceExt,
     api::{Api, DeleteParams, ListParams, ObjectMeta},
@@ -25,7 +28,12 @@ use kube::{
     },
 };
 
-use super::{Ctx, apply_if_changed, apply_status, conditions, namespace_of};
+use super::{
+    Context,
+    apply::{Live, apply_child},
+    conditions,
+    skeleton::{self, Reconciler},
+};
 use crate::{
     Error, Result,
     api::{NetworkFunction, ServiceChain, ServiceChainStatus},
@@ -42,54 +50,64 @@ pub const CHAIN_READY: &str = "ChainReady";
 /// Ready/Reconciling reason: a hop is missing, at an unsatisfying version, or not Ready.
 pub const HOP_NOT_READY: &str = "HopNotReady";
 
+/// The ServiceChain controller's context; it keeps no state of its own.
+pub type Ctx = super::Ctx<()>;
+
+/// The ServiceChain controller, for the skeleton.
+pub struct Chains;
+
+impl Reconciler for Chains {
+    type Kind = ServiceChain;
+    type Status = ServiceChainStatus;
+    type State = ();
+    const MANAGER: &'static str = MANAGER;
+    const FAILURES: &'static [&'static str] = &[conditions::STALLED];
+
+    fn status(chain: &ServiceChain) -> Option<&ServiceChainStatus> {
+        chain.status.as_ref()
+    }
+    fn conditions(status: &ServiceChainStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut ServiceChainStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observed(status: &mut ServiceChainStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+
+    async fn converge(
+        chain: &ServiceChain,
+        ctx: &Ctx,
+        ns: &str,
+        status: &mut ServiceChainStatus,
+    ) -> Result<Action> {
+        let before = blocking_key(status);
+        let blocking = converge(chain, ctx, ns, status).await?;
+        if let Some(blocking) = blocking
+            && blocking_key(status) != before
+        {
+            announce_blocking(chain, ctx, &blocking).await;
+        }
+        // The hops' functions trigger this chain when they change; the requeue is a safety net.
+        Ok(Action::requeue(ctx.settings.resync_interval))
+    }
+}
+
 /// Reconciles one ServiceChain.
 pub async fn reconcile(chain: Arc<ServiceChain>, ctx: Ctx) -> Result<Action> {
-    super::instrumented(&ctx, &*chain, reconcile_chain(&chain, &ctx)).await
+    skeleton::reconcile::<Chains>(chain, ctx).await
 }
 
 /// A Stalled error waits for a spec change; anything else is retried with backoff.
-pub fn error_policy(chain: Arc<ServiceChain>, error: &Error, _ctx: Ctx) -> Action {
-    super::retry_policy(&*chain, error)
+pub fn error_policy(chain: Arc<ServiceChain>, error: &Error, ctx: Ctx) -> Action {
+    skeleton::error_policy::<Chains>(chain, error, ctx)
 }
 
-async fn reconcile_chain(chain: &ServiceChain, ctx: &Ctx) -> Result<Action> {
-    let ns = namespace_of(chain)?;
-    if chain.meta().deletion_timestamp.is_some() {
-        // The policies go with their owner; the hops rewire themselves.
-        ctx.forget_status(chain);
-        ctx.forget_children_of(chain);
-        return Ok(Action::await_change());
-    }
-    let api: Api<ServiceChain> = Api::namespaced(ctx.client.clone(), &ns);
-    let old: ServiceChainStatus = ctx.fresh_status(chain, chain.status.as_ref());
-    let mut status = old.clone();
-    let generation = chain.meta().generation;
-
-    let mut blocking = None;
-    let result = match converge(chain, ctx, &ns, &mut status).await {
-        Ok(blocked) => {
-            blocking = blocked;
-            // The hops' functions trigger this chain when they change; the requeue is a safety net.
-            Ok(Action::requeue(ctx.settings.resync_interval))
-        }
-        Err(error) if error.is_stalled() => {
-            conditions::stalled(
-                &mut status.conditions,
-                error.reason(),
-                error.to_string(),
-                generation,
-            );
-            Err(error)
-        }
-        Err(error) => Err(error),
-    };
-    status.observed_generation = generation;
-    publish_failure_once(chain, ctx, &old, &status, blocking.as_ref()).await;
-    if status != old {
-        apply_status(&api, chain, MANAGER, &status).await?;
-        ctx.wrote_status(chain, &status);
-    }
-    result
+/// Forgets what this process remembers of a deleted chain (its policies go
+/// with it, and its hops rewire themselves).
+pub fn forget(ctx: &Context<()>, chain: &ServiceChain) {
+    ctx.forget(chain);
 }
 
 /// Observes the hops, then realises isolation; sets status and conditions.
@@ -172,9 +190,8 @@ async fn sync_policies(
         let name = policy.name_any();
         let current = live
             .iter()
-            .find(|m| m.name.as_deref() == Some(name.as_str()))
-            .cloned();
-        apply_if_changed(ctx, ns, MANAGER, policy.clone(), || current).await?;
+            .find(|m| m.name.as_deref() == Some(name.as_str()));
+        apply_child(ctx, ns, MANAGER, policy.clone(), Live::Metadata(current)).await?;
     }
     let wanted: BTreeSet<String> = desired.iter().map(ResourceExt::name_any).collect();
     for stale in live
@@ -192,36 +209,13 @@ async fn sync_policies(
     Ok(())
 }
 
-/// Publishes one Warning Event when the spec turns out invalid, or when the
-/// chain becomes blocked by another hop or by the same hop for another reason
-/// (its function appearing or changing version); not when only the hop's
-/// progress message moves. The Event is related to the hop's function and its
-/// reason names the cause, because the event recorder folds Events with the
-/// same reason and related object into one series that keeps the first note.
-async fn publish_failure_once(
-    chain: &ServiceChain,
-    ctx: &Ctx,
-    old: &ServiceChainStatus,
-    new: &ServiceChainStatus,
-    blocking: Option<&BlockingHop>,
-) {
-    let stalled = |s: &ServiceChainStatus| {
-        conditions::get(&s.conditions, conditions::STALLED)
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    };
-    if let Some((reason, message)) = stalled(new) {
-        if stalled(old).as_ref() != Some(&(reason.clone(), message.clone())) {
-            ctx.publish(chain, EventType::Warning, &reason, "Reconcile", message)
-                .await;
-        }
-        return;
-    }
-    let Some(blocking) = blocking else {
-        return;
-    };
-    if blocking_key(old) == blocking_key(new) {
-        return;
-    }
+/// Publishes one Warning Event when the chain becomes blocked by another
+/// hop or by the same hop for another reason (its function appearing or
+/// changing version); not when only the hop's progress message moves. The
+/// Event is related to the hop's function and its reason names the cause,
+/// because the event recorder folds Events with the same reason and related
+/// object into one series that keeps the first note.
+async fn announce_blocking(chain: &ServiceChain, ctx: &Ctx, blocking: &BlockingHop) {
     let function = ObjectReference {
         api_version: Some(NetworkFunction::api_version(&()).into_owned()),
         kind: Some(NetworkFunction::kind(&()).into_owned()),

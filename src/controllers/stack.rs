@@ -9,20 +9,26 @@ mod redact;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    ops::ControlFlow,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{
     Client, Resource, ResourceExt,
     api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
     discovery::{ApiCapabilities, Scope, pinned_kind},
-    runtime::{controller::Action, events::EventType},
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{Ctx, apply_status, conditions, namespace_of};
+use super::{
+    apply::write_status,
+    conditions,
+    skeleton::{self, Reconciler},
+};
 use crate::{
     Error, Result,
     api::{
@@ -33,6 +39,7 @@ use crate::{
         digest::declared_fingerprint,
         stack::{RenderedStack, add_stack_labels, default_namespace, render_stack},
     },
+    runtime::fence,
 };
 use redact::SecretValues;
 
@@ -46,6 +53,8 @@ pub const FINALIZER: &str = "strata.dev/stack-protection";
 /// whose values differ from the declaration, never correctness.
 #[derive(Default)]
 pub struct State {
+    /// A client per ServiceAccount that Stacks are applied as.
+    impersonated: Mutex<HashMap<String, Client>>,
     discovery: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     /// Fingerprint of each managed object as it was right after Strata applied it.
     fingerprints: Mutex<HashMap<(String, ManagedObject), String>>,
@@ -70,108 +79,153 @@ struct Planned {
     object: Value,
 }
 
-/// Reconciles one Stack.
-pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
-    super::instrumented(&ctx, &*stack, reconcile_stack(&stack, &ctx)).await
+type Context = super::Context<State>;
+/// The Stack controller's context.
+pub type Ctx = Arc<Context>;
+
+/// The Stack controller, for the skeleton.
+pub struct Stacks;
+
+impl Reconciler for Stacks {
+    type Kind = Stack;
+    type Status = StackStatus;
+    type State = State;
+    const MANAGER: &'static str = MANAGER;
+    const FAILURES: &'static [&'static str] = &[conditions::STALLED];
+
+    fn status(stack: &Stack) -> Option<&StackStatus> {
+        stack.status.as_ref()
+    }
+    fn conditions(status: &StackStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut StackStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observed(status: &mut StackStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+
+    /// A deleted Stack is finalized; a new one gets the finalizer first
+    /// (the patch is an event of its own: the next reconcile applies); a
+    /// suspended one is left as it is.
+    async fn admit(stack: &Stack, ctx: &Ctx, ns: &str) -> Result<ControlFlow<Action>> {
+        let api: Api<Stack> = Api::namespaced(ctx.client.clone(), ns);
+        if stack.meta().deletion_timestamp.is_some() {
+            return finalize(stack, ctx, &api, ns).await.map(ControlFlow::Break);
+        }
+        if !stack.finalizers().iter().any(|f| f == FINALIZER) {
+            let mut finalizers = stack.finalizers().to_vec();
+            finalizers.push(FINALIZER.into());
+            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
+            api.patch(
+                &stack.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            return Ok(ControlFlow::Break(Action::await_change()));
+        }
+        if stack.spec.suspend {
+            return Ok(ControlFlow::Break(Action::await_change()));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    async fn converge(
+        stack: &Stack,
+        ctx: &Ctx,
+        ns: &str,
+        status: &mut StackStatus,
+    ) -> Result<Action> {
+        let before = status.version.clone();
+        let applied = converge(stack, ctx, ns, status).await;
+        status.consumers = Some(consumers(stack, ctx, ns, status.version.as_deref()));
+        applied?;
+        let version = status.version.clone().unwrap_or_default();
+        let digest = status.digest.clone().unwrap_or_default();
+        let message = format!(
+            "version {version} applied: {} objects, digest {digest}",
+            status.inventory.len(),
+        );
+        conditions::ready(
+            &mut status.conditions,
+            "Applied",
+            message,
+            stack.meta().generation,
+        );
+        if status.version != before {
+            let note = format!("applied version {version} ({digest})");
+            ctx.publish(stack, EventType::Normal, "VersionApplied", "Apply", note)
+                .await;
+        }
+        Ok(Action::requeue(ctx.settings.resync_interval))
+    }
+
+    /// A write that only changes the consumer counts waits while one was
+    /// written less than [`CONSUMER_COUNT_INTERVAL`] ago.
+    async fn defer_write(
+        ctx: &Ctx,
+        stack: &Stack,
+        old: &StackStatus,
+        new: &StackStatus,
+    ) -> Option<Action> {
+        let uid = stack.uid().unwrap_or_default();
+        consumers_wait(ctx, &uid, old, new)
+            .await
+            .map(Action::requeue)
+    }
+
+    async fn settled(
+        ctx: &Ctx,
+        stack: &Stack,
+        ns: &str,
+        _old: &StackStatus,
+        new: &StackStatus,
+        written: bool,
+    ) {
+        if written {
+            let uid = stack.uid().unwrap_or_default();
+            locked(&ctx.state.last_status_write).insert(uid, Instant::now());
+        }
+        record_consumer_metrics(ctx, ns, stack, new);
+    }
+
+    /// A Stalled Stack whose fix is made outside it (granting the
+    /// ServiceAccount a permission, installing a CRD) is looked at again
+    /// periodically.
+    fn recheck(ctx: &Context, error: &Error) -> Option<Duration> {
+        matches!(error, Error::Forbidden(_) | Error::UnknownKind(_))
+            .then(|| ctx.settings.resync_interval.min(RECHECK_OUTSIDE_FIX))
+    }
 }
 
 /// How often a Stack stalled by something outside its spec is tried again.
 const RECHECK_OUTSIDE_FIX: Duration = Duration::from_secs(60);
 
-/// What to do after a failed reconcile. A Stalled error waits for a spec
-/// change (the status already says why), except when the fix its message
-/// asks for is made outside the Stack (granting the ServiceAccount a
-/// permission, installing a CRD): that is looked for again periodically.
-/// Anything else is retried with backoff.
-pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
-    match error {
-        Error::Forbidden(_) | Error::UnknownKind(_) => {
-            Action::requeue(ctx.settings.resync_interval.min(RECHECK_OUTSIDE_FIX))
-        }
-        _ => super::retry_policy(&*stack, error),
-    }
+/// Reconciles one Stack.
+pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
+    skeleton::reconcile::<Stacks>(stack, ctx).await
 }
 
-async fn reconcile_stack(stack: &Stack, ctx: &Ctx) -> Result<Action> {
-    let ns = namespace_of(stack)?;
-    let api: Api<Stack> = Api::namespaced(ctx.client.clone(), &ns);
-    if stack.meta().deletion_timestamp.is_some() {
-        return finalize(stack, ctx, &api, &ns).await;
-    }
-    if !stack.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = stack.finalizers().to_vec();
-        finalizers.push(FINALIZER.into());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": stack.resource_version()}});
-        api.patch(
-            &stack.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-        // The patch is an event of its own; the next reconcile applies.
-        return Ok(Action::await_change());
-    }
-    if stack.spec.suspend {
-        return Ok(Action::await_change());
-    }
+/// What to do after a failed reconcile (see [`Stacks::recheck`]).
+pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
+    skeleton::error_policy::<Stacks>(stack, error, ctx)
+}
 
-    let old: StackStatus = ctx.fresh_status(stack, stack.status.as_ref());
-    let mut status = old.clone();
-    let generation = stack.meta().generation;
-    let outcome = converge(stack, ctx, &ns, &mut status).await;
-    status.consumers = Some(consumers(stack, ctx, &ns, status.version.as_deref()));
-    status.observed_generation = generation;
-    let result = match outcome {
-        Ok(()) => {
-            let version = status.version.clone().unwrap_or_default();
-            let message = format!(
-                "version {version} applied: {} objects, digest {}",
-                status.inventory.len(),
-                status.digest.clone().unwrap_or_default()
-            );
-            conditions::ready(&mut status.conditions, "Applied", message, generation);
-            Ok(Action::requeue(ctx.settings.resync_interval))
-        }
-        Err(error) if error.is_stalled() => {
-            conditions::stalled(
-                &mut status.conditions,
-                error.reason(),
-                error.to_string(),
-                generation,
-            );
-            Err(error)
-        }
-        Err(error) => Err(error),
-    };
-    if status.version != old.version && result.is_ok() {
-        let note = format!(
-            "applied version {} ({})",
-            status.version.clone().unwrap_or_default(),
-            status.digest.clone().unwrap_or_default()
-        );
-        ctx.publish(stack, EventType::Normal, "VersionApplied", "Apply", note)
-            .await;
-    }
-    publish_failure_once(stack, ctx, &old, &status).await;
-    if status != old {
-        let uid = stack.uid().unwrap_or_default();
-        if result.is_ok()
-            && let Some(wait) = consumers_wait(ctx, &uid, &old, &status).await
-        {
-            // Only the counts changed, and they were written just now.
-            record_consumer_metrics(ctx, &ns, stack, &status);
-            return Ok(Action::requeue(wait));
-        }
-        apply_status(&api, stack, MANAGER, &status).await?;
-        ctx.wrote_status(stack, &status);
-        ctx.stack_state
-            .last_status_write
-            .lock()
-            .await
-            .insert(uid, Instant::now());
-    }
-    record_consumer_metrics(ctx, &ns, stack, &status);
-    result
+/// Forgets what this process remembers of a deleted Stack.
+pub fn forget(ctx: &Context, stack: &Stack) {
+    ctx.forget(stack);
+    let uid = stack.uid().unwrap_or_default();
+    locked(&ctx.state.fingerprints).retain(|(owner, _), _| owner != &uid);
+    locked(&ctx.state.last_drift_check).remove(&uid);
+    locked(&ctx.state.last_status_write).remove(&uid);
+}
+
+/// The map behind `mutex`: no code panics while holding one, and a map
+/// half-updated would still hold only whole entries.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How long to hold back a status write that only changes the consumer
@@ -189,22 +243,8 @@ async fn consumers_wait(
     if !counts_only {
         return None;
     }
-    let last = *ctx.stack_state.last_status_write.lock().await.get(uid)?;
+    let last = *locked(&ctx.state.last_status_write).get(uid)?;
     CONSUMER_COUNT_INTERVAL.checked_sub(last.elapsed())
-}
-
-/// Publishes a Warning Event when the Stalled condition appears or changes, once.
-async fn publish_failure_once(stack: &Stack, ctx: &Ctx, old: &StackStatus, new: &StackStatus) {
-    for c in conditions::newly_failing(&old.conditions, &new.conditions, &[conditions::STALLED]) {
-        ctx.publish(
-            stack,
-            EventType::Warning,
-            &c.reason,
-            "Reconcile",
-            c.message.clone(),
-        )
-        .await;
-    }
 }
 
 /// Renders, validates and applies the Stack, updating `status` with what was applied.
@@ -263,11 +303,7 @@ async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) 
             &item.object,
             &serde_json::to_value(&applied).unwrap_or_default(),
         );
-        ctx.stack_state
-            .fingerprints
-            .lock()
-            .await
-            .insert((stack_uid.clone(), item.id.clone()), fingerprint);
+        locked(&ctx.state.fingerprints).insert((stack_uid.clone(), item.id.clone()), fingerprint);
     }
     for target in &pruned {
         delete(stack, &applier, target, false).await?;
@@ -398,15 +434,11 @@ fn unknown_kind(index: usize, api_version: &str, kind: &str) -> Error {
 /// Resolves a kind through discovery, caching hits (misses are retried, so a
 /// CRD installed later is found).
 async fn discover(ctx: &Ctx, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
-    if let Some(found) = ctx.stack_state.discovery.lock().await.get(gvk) {
+    if let Some(found) = locked(&ctx.state.discovery).get(gvk) {
         return Ok(found.clone());
     }
     let found = pinned_kind(&ctx.client, gvk).await?;
-    ctx.stack_state
-        .discovery
-        .lock()
-        .await
-        .insert(gvk.clone(), found.clone());
+    locked(&ctx.state.discovery).insert(gvk.clone(), found.clone());
     Ok(found)
 }
 
@@ -422,7 +454,7 @@ fn label(object: &mut Value, stack: &Stack, owned: bool) {
 
 /// Whether this Stack's objects are due for a drift check.
 async fn drift_check_due(ctx: &Ctx, stack_uid: &str) -> bool {
-    let mut last = ctx.stack_state.last_drift_check.lock().await;
+    let mut last = locked(&ctx.state.last_drift_check);
     let due = last.get(stack_uid).is_none_or(|at| {
         at.elapsed()
             >= ctx
@@ -461,7 +493,7 @@ async fn needs_apply(
     item: &Planned,
 ) -> Result<Option<Cause>> {
     let key = (stack.uid().unwrap_or_default(), item.id.clone());
-    let remembered = ctx.stack_state.fingerprints.lock().await.get(&key).cloned();
+    let remembered = locked(&ctx.state.fingerprints).get(&key).cloned();
     let live = dynamic_api(&applier.client, item)
         .get_opt(&item.id.name)
         .await
@@ -476,7 +508,7 @@ async fn needs_apply(
     Ok(match remembered {
         Some(fingerprint) => (now != fingerprint).then_some(Cause::Drift),
         None if now == declared_fingerprint(&item.object, &item.object) => {
-            ctx.stack_state.fingerprints.lock().await.insert(key, now);
+            locked(&ctx.state.fingerprints).insert(key, now);
             None
         }
         None => Some(Cause::Unremembered),
@@ -540,7 +572,7 @@ async fn applier(stack: &Stack, ctx: &Ctx, ns: &str) -> Result<Applier> {
         .or(ctx.settings.default_service_account.as_deref());
     Ok(match account {
         Some(sa) => Applier {
-            client: ctx.impersonating(ns, sa).await?,
+            client: impersonating(ctx, ns, sa)?,
             who: format!("ServiceAccount {ns}/{sa}"),
         },
         None => Applier {
@@ -631,17 +663,34 @@ async fn delete(stack: &Stack, applier: &Applier, target: &Planned, dry_run: boo
     }
 }
 
-/// NetworkFunctions in the Stack's namespace that reference it.
+/// NetworkFunctions in the Stack's namespace that reference it, by name.
 fn consumer_functions(ctx: &Ctx, ns: &str, name: &str) -> Vec<Arc<NetworkFunction>> {
-    let mut found: Vec<_> = ctx
-        .stores
-        .functions
-        .state()
+    ctx.relations
+        .consumers_of(ns, name)
         .into_iter()
-        .filter(|nf| nf.namespace().as_deref() == Some(ns) && nf.spec.stack_ref.name == name)
-        .collect();
-    found.sort_by_key(|nf| nf.name_any());
-    found
+        .filter_map(|nf| {
+            ctx.stores
+                .functions
+                .get(&ObjectRef::<NetworkFunction>::new(&nf).within(ns))
+        })
+        .collect()
+}
+
+/// A client that makes every request as ServiceAccount `name` of `namespace`:
+/// the API server then enforces what that ServiceAccount may do.
+fn impersonating(ctx: &Ctx, namespace: &str, name: &str) -> Result<Client> {
+    let user = format!("system:serviceaccount:{namespace}:{name}");
+    let mut clients = locked(&ctx.state.impersonated);
+    if let Some(client) = clients.get(&user) {
+        return Ok(client.clone());
+    }
+    let mut config = ctx.config.clone();
+    // Only the user: the API server adds a ServiceAccount's groups itself,
+    // and impersonating groups would need `impersonate` on any group.
+    config.auth_info.impersonate = Some(user.clone());
+    let client = fence::client(config, ctx.fence.clone(), ctx.metrics.clone())?;
+    clients.insert(user, client.clone());
+    Ok(client)
 }
 
 fn consumers(stack: &Stack, ctx: &Ctx, ns: &str, version: Option<&str>) -> Consumers {
@@ -718,7 +767,7 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         if status != old {
             ctx.publish(stack, EventType::Warning, "InUse", "Delete", message)
                 .await;
-            apply_status(api, stack, MANAGER, &status).await?;
+            write_status(api, stack, MANAGER, &status).await?;
             ctx.wrote_status(stack, &status);
         }
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -750,15 +799,8 @@ async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Resul
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.forget_status(stack);
-    let uid = stack.uid().unwrap_or_default();
-    ctx.stack_state
-        .fingerprints
-        .lock()
-        .await
-        .retain(|(owner, _), _| owner != &uid);
-    ctx.stack_state.last_drift_check.lock().await.remove(&uid);
-    ctx.stack_state.last_status_write.lock().await.remove(&uid);
+    // What this process remembers of the Stack is forgotten when its watch
+    // sees it go.
     Ok(Action::await_change())
 }
 

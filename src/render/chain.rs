@@ -20,6 +20,7 @@ use super::{RenderError, function::selector_labels, label_value};
 use crate::api::{
     NetworkFunction, ServiceChain,
     chain::{Hop, HopStatus},
+    version::requirement,
 };
 
 /// Label on each NetworkPolicy of a chain: the chain's name (as a label value).
@@ -207,12 +208,7 @@ pub fn hop_statuses(
     let mut blocking = None;
     let mut versions = Vec::with_capacity(chain.spec.hops.len());
     for (i, hop) in chain.spec.hops.iter().enumerate() {
-        let wanted =
-            VersionReq::parse(&hop.version).map_err(|e| RenderError::InvalidRequirement {
-                field: format!("spec.hops[{i}].version"),
-                text: hop.version.clone(),
-                reason: e.to_string(),
-            })?;
+        let wanted = requirement(&format!("spec.hops[{i}].version"), &hop.version)?;
         let nf = function(&hop.network_function);
         let version = nf.as_ref().map(|f| f.spec.version.clone());
         versions.push(format!(

@@ -20,8 +20,6 @@ pub mod function;
 pub mod stack;
 mod template;
 
-pub(crate) use template::MAX_DEPTH;
-
 /// Why a spec cannot be rendered. Every variant is a fault in the user's spec
 /// (or, for [`RenderError::MissingMetadata`], an object that did not come from
 /// the API server); the message names the field and says what to change.
@@ -204,17 +202,8 @@ pub enum RenderError {
     },
 
     /// A version requirement that is not a semver requirement.
-    #[error(
-        "{field}: {text:?} is not a semver requirement ({reason}); use e.g. \">=1.4, <2\", \"^2.3\", \"=1.4.0\" or \"*\""
-    )]
-    InvalidRequirement {
-        /// The field, e.g. `spec.hops[0].version`.
-        field: String,
-        /// The text of the field.
-        text: String,
-        /// What the semver parser objected to.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidRequirement(#[from] crate::api::version::InvalidRequirement),
 
     /// The ServiceChain lacks metadata the API server always sets (name, namespace, uid).
     #[error(

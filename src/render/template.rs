@@ -17,11 +17,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-/// The deepest nesting of arrays and objects accepted in a resource.
-/// serde_json refuses more than 128 when parsing, but a `Value` built in code
-/// may be deeper; walking it is iterative anyway, and this bound keeps the
-/// recursive `Clone` and `Drop` of `Value` well within the stack.
-pub(crate) const MAX_DEPTH: usize = 100;
+pub(crate) use crate::api::limits::MAX_DEPTH;
 
 /// What is wrong with a string that was to be substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]

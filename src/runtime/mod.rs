@@ -1,11 +1,11 @@
-//! The operator process: settings, metrics, health, telemetry, leader election.
+//! What the process runs on, naming no controller: settings, metrics,
+//! health, telemetry, leader election, the write fence and the shared watches.
 
+pub mod backoff;
 pub mod fence;
 pub mod health;
 pub mod leader;
 pub mod metrics;
-pub mod operator;
 pub mod settings;
 pub mod telemetry;
 pub mod watches;
-mod wiring;

@@ -1,21 +1,15 @@
 //! The watches behind the controllers: their caches and their triggers.
 //!
 //! Every watch backs off on its own, with client-go's policy (0.8 s doubling
-//! to 30 s, with jitter, reset after two minutes without an error), and the
-//! controllers do not pause their triggers as a whole. kube-runtime's
-//! `Controller` otherwise applies one backoff to all of its triggers merged:
-//! an error of any watch paused every watch of the controller, the pause grew
-//! with each error of any of them and was reset only after two quiet minutes.
-//! After an API server outage, when each watch fails once more on its stale
-//! resource version (410 Gone), a controller with seven watches could go
-//! minutes without seeing a change.
+//! to 30 s, with jitter, reset after two minutes without an error); the
+//! controllers do not pause their triggers as a whole, since one backoff
+//! for all of a controller's triggers would hold every watch back for the
+//! errors of one.
 //!
-//! Stacks, NetworkFunctions and ServiceChains are each watched once, and
-//! the controllers that react to them are fed from that one watch, after
-//! its cache has taken each change in ([`SharedWatch`]). With a watch per
-//! trigger, a trigger could run ahead of the cache its reconcile reads: a
-//! Stack woken by its last consumer's change counted 9 of its 10 consumers
-//! until the next resync.
+//! A kind several controllers react to is watched once ([`SharedWatch`]):
+//! its observers (indexes, the memory of deleted objects) and then its
+//! triggers are fed after its cache has taken each change in, so that a
+//! reconcile always reads back the change that woke it.
 //!
 //! Managed fields are dropped from every cached object: nothing reads them,
 //! and they are much of each object's size.
@@ -50,12 +44,34 @@ pub fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
-/// One watch of `K` with its cache, feeding any number of triggers. Each
-/// trigger receives an object once the cache holds it (or, when deleted, no
-/// longer does); after a (re)list, every object listed.
+/// A change of an object, as a [`SharedWatch`] tells its observers.
+pub enum Seen<'a, K> {
+    /// The object was created or changed (or listed).
+    Applied(&'a Arc<K>),
+    /// The object was deleted (or was missing from a relist).
+    Deleted(&'a Arc<K>),
+}
+
+// Not derived: that would ask `K: Copy`.
+impl<K> Clone for Seen<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Seen<'_, K> {}
+
+/// What a [`SharedWatch`] tells of each change, before its triggers hear of it.
+pub type Observer<K> = Box<dyn Fn(Seen<'_, K>) + Send + Sync>;
+
+/// One watch of `K` with its cache, feeding any number of observers and
+/// triggers. Each receives an object once the cache holds it (or, when
+/// deleted, no longer does); after a (re)list, every object listed, and
+/// observers each object that was cached before and is gone now.
 pub struct SharedWatch<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     events: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+    observers: Vec<Observer<K>>,
     triggers: Vec<mpsc::Sender<Arc<K>>>,
 }
 
@@ -69,8 +85,14 @@ where
         Self {
             store,
             events: events.boxed(),
+            observers: Vec::new(),
             triggers: Vec::new(),
         }
+    }
+
+    /// Tells `observer` of every change, in order, before any trigger.
+    pub fn observe(&mut self, observer: impl Fn(Seen<'_, K>) + Send + Sync + 'static) {
+        self.observers.push(Box::new(observer));
     }
 
     /// The cache.
@@ -98,17 +120,45 @@ where
         let Self {
             store,
             events,
+            observers,
             mut triggers,
         } = self;
+        let tell = |seen: Seen<'_, K>| observers.iter().for_each(|o| o(seen));
         let mut events = std::pin::pin!(events.take_until(until));
+        // What the cache held when a relist began: the objects it no longer
+        // lists were deleted while the watch was down.
+        let mut before_relist: Vec<Arc<K>> = Vec::new();
         while let Some(event) = events.next().await {
             let changed = match event {
-                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
-                    vec![Arc::new(object)]
+                Ok(watcher::Event::Apply(object)) => {
+                    let object = Arc::new(object);
+                    tell(Seen::Applied(&object));
+                    vec![object]
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    let object = Arc::new(object);
+                    tell(Seen::Deleted(&object));
+                    vec![object]
+                }
+                // The cache is replaced only once the relist is done.
+                Ok(watcher::Event::Init) => {
+                    before_relist = store.state();
+                    continue;
                 }
                 // The cache has just been replaced by what was listed.
-                Ok(watcher::Event::InitDone) => store.state(),
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+                Ok(watcher::Event::InitDone) => {
+                    let listed = store.state();
+                    let uids: std::collections::HashSet<_> =
+                        listed.iter().filter_map(|o| o.meta().uid.clone()).collect();
+                    for gone in std::mem::take(&mut before_relist) {
+                        if gone.meta().uid.as_ref().is_none_or(|u| !uids.contains(u)) {
+                            tell(Seen::Deleted(&gone));
+                        }
+                    }
+                    listed.iter().for_each(|o| tell(Seen::Applied(o)));
+                    listed
+                }
+                Ok(watcher::Event::InitApply(_)) => continue,
                 Err(error) => {
                     tracing::debug!(%error, kind = %K::kind(&()), "watch failed; retrying");
                     continue;

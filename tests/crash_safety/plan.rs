@@ -13,7 +13,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use strata::api::stack::ConsumerRollout;
 use strata::api::{NetworkFunction, Stack};
-use strata::controllers::function::resolve::rollout_budget;
+use strata::controllers::function::rollout_budget;
 
 use super::Scale;
 use super::declared::{Declared, DeclaredFunction};

@@ -16,11 +16,11 @@ use crate::{
         LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Outcome, function::Provenance,
         record::FunctionRef,
     },
-    controllers::{Ctx, apply_status, conditions},
+    controllers::{apply::write_status, conditions},
     render::{digest::short_hash, function::image_pinned, label_value},
 };
 
-use super::MANAGER;
+use super::{Ctx, MANAGER};
 
 /// The name of the record of rolling `target` out after `previous`. The
 /// previous record is part of the name, so rolling back to earlier content is
@@ -102,7 +102,7 @@ pub async fn ledger_end(
     recorded: Option<&str>,
 ) -> Result<LedgerEnd> {
     let uid = nf.uid().unwrap_or_default();
-    if ctx.ledgers.ends_at(&uid, recorded) {
+    if ctx.state.ledgers.ends_at(&uid, recorded) {
         return Ok(LedgerEnd {
             unwritten: Vec::new(),
             previous: recorded.map(str::to_string),
@@ -117,7 +117,7 @@ pub async fn ledger_end(
     let end = follow(&records, &uid, recorded, |previous| {
         record_name(nf, target, previous)
     });
-    ctx.ledgers.ended_at(&uid, end.previous.clone());
+    ctx.state.ledgers.ended_at(&uid, end.previous.clone());
     Ok(end)
 }
 
@@ -307,7 +307,7 @@ async fn set_outcome(ctx: &Ctx, record: &DeploymentRecord, outcome: Outcome) -> 
             generation,
         ),
     }
-    apply_status(&api, record, MANAGER, &status).await
+    write_status(&api, record, MANAGER, &status).await
 }
 
 /// Deletes the oldest records of the function beyond the retention setting,

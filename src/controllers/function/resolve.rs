@@ -1,17 +1,16 @@
-//! What a NetworkFunction waits for before it rolls out: its Stack, its
-//! dependencies, and its turn among the Stack's consumers.
+//! What a NetworkFunction's Stack and dependencies resolve to: the Stack
+//! revision it deploys onto, or why it cannot yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use semver::{Version, VersionReq};
-use tokio::sync::Mutex;
 
+use super::Ctx;
 use crate::{
     Error, Result,
-    api::{NetworkFunction, Stack, function::Dependency, stack::ConsumerRollout},
-    controllers::{Context, conditions},
+    api::{NetworkFunction, Stack, function::Dependency},
+    controllers::conditions,
     render::function::ResolvedStack,
 };
 
@@ -24,26 +23,22 @@ pub struct Unresolved {
     pub message: String,
 }
 
-/// Parses a semver requirement, naming the field when it is invalid.
-pub fn requirement(field: &str, text: &str) -> Result<VersionReq> {
-    VersionReq::parse(text).map_err(|e| {
-        Error::InvalidField(format!(
-            "{field}: {text:?} is not a semver requirement ({e}); use e.g. \">=1.4, <2\""
-        ))
-    })
+/// Parses a requirement of `nf`'s spec; a bad one is the spec's fault (Stalled).
+fn requirement(field: &str, text: &str) -> Result<VersionReq> {
+    crate::api::version::requirement(field, text).map_err(|e| Error::InvalidSpec(e.into()))
 }
 
 /// The Stack a function is deployed onto, if it exists, is Ready and its
 /// version satisfies the function's requirement.
 ///
-/// Reads the cache first. The watch that triggers a reconcile is not the one
-/// that fills the cache, so the cache can lag the very change that triggered
-/// it (a Stack that just became Ready at a new version); a function held back
-/// on that stale view would only look again at its next resync. So a refusal
-/// is confirmed with the API server before it holds anything back: a read,
+/// Reads the cache first. The cache holds every change that woke a
+/// reconcile, but a Stack can change again in between (say, become Ready at
+/// the new version a moment after it was read); a function held back on the
+/// cached view would only look again at its next resync. So a refusal is
+/// confirmed with the API server before it holds anything back: a read,
 /// only while the Stack does not resolve.
 pub async fn resolve_stack(
-    ctx: &Context,
+    ctx: &Ctx,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Result<ResolvedStack, Unresolved>> {
@@ -121,7 +116,7 @@ pub fn stack_resolution(
 /// can lag the change (the dependency becoming Ready) that triggered this
 /// reconcile, and a blocked function only looks again 30 seconds later.
 pub async fn blocking_dependency(
-    ctx: &Context,
+    ctx: &Ctx,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Option<String>> {
@@ -173,7 +168,7 @@ pub fn dependency_block(
 }
 
 /// A dependency cycle through `nf`, as "a -> b -> a", if there is one.
-pub fn dependency_cycle(ctx: &Context, nf: &NetworkFunction, ns: &str) -> Option<String> {
+pub fn dependency_cycle(ctx: &Ctx, nf: &NetworkFunction, ns: &str) -> Option<String> {
     let start = nf.name_any();
     let edges = |name: &str| -> Vec<String> {
         if name == start {
@@ -210,173 +205,9 @@ pub fn dependency_cycle(ctx: &Context, nf: &NetworkFunction, ns: &str) -> Option
     None
 }
 
-/// How many consumers may move to a new Stack version at once.
-pub fn rollout_budget(rollout: Option<&ConsumerRollout>, consumers: usize) -> usize {
-    let max = rollout.cloned().unwrap_or_default().max_concurrent;
-    let budget = match max {
-        IntOrString::Int(n) => usize::try_from(n).unwrap_or(1),
-        IntOrString::String(s) => {
-            let percent: usize = s.trim_end_matches('%').parse().unwrap_or(25);
-            (consumers * percent).div_ceil(100)
-        }
-    };
-    budget.max(1)
-}
-
-/// Admissions of consumers to a Stack version, held in memory so that
-/// concurrent reconciles never admit more than the budget. After a restart
-/// the functions' own statuses tell who is still moving.
-#[derive(Default)]
-pub struct Adoptions {
-    moving: Mutex<HashMap<(String, String, String), Admission>>,
-}
-
-/// The outcome of asking to move to a new Stack version.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Turn {
-    /// Go ahead.
-    Admitted,
-    /// Wait: `moving` consumers of `total` are already moving, the budget is `budget`.
-    Queued {
-        moving: usize,
-        total: usize,
-        budget: usize,
-    },
-}
-
-/// Who moves to one Stack version, as this process knows it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Admission {
-    /// Consumers admitted by this process that have not finished moving.
-    admitted: BTreeSet<String>,
-    /// Consumers this process saw finish moving (Ready on the version, or
-    /// failed). The cache can still show them on their way for a moment,
-    /// since it lags the status write that says otherwise: that must not
-    /// count them as moving again, or their slot would never be released.
-    done: BTreeSet<String>,
-}
-
-impl Admission {
-    /// Whether `me` may move now. `consumers` are all consumers of the
-    /// Stack, each with whether the cache shows it on its way to this
-    /// version (rolled out onto it, not yet Ready there); those count as
-    /// moving too, which covers consumers admitted before a restart.
-    pub fn admit(&mut self, me: &str, consumers: &BTreeMap<String, bool>, budget: usize) -> Turn {
-        // A deleted consumer, or one that moved to another Stack, no longer moves.
-        self.admitted.retain(|name| consumers.contains_key(name));
-        let mut moving = self.admitted.clone();
-        moving.extend(
-            consumers
-                .iter()
-                .filter(|(name, on_way)| **on_way && !self.done.contains(*name))
-                .map(|(name, _)| name.clone()),
-        );
-        if moving.contains(me) || moving.len() < budget {
-            self.admitted.insert(me.to_string());
-            self.done.remove(me);
-            Turn::Admitted
-        } else {
-            Turn::Queued {
-                moving: moving.len(),
-                total: consumers.len(),
-                budget,
-            }
-        }
-    }
-
-    /// `name` finished moving: its slot is free.
-    pub fn finish(&mut self, name: &str) {
-        self.admitted.remove(name);
-        self.done.insert(name.to_string());
-    }
-}
-
-impl Adoptions {
-    /// Asks whether `nf` may move to `stack`'s current version now.
-    pub async fn request(
-        &self,
-        ctx: &Context,
-        nf: &NetworkFunction,
-        ns: &str,
-        stack: &ResolvedStack,
-    ) -> Turn {
-        let consumers: BTreeMap<String, bool> = ctx
-            .stores
-            .functions
-            .state()
-            .into_iter()
-            .filter(|f| f.namespace().as_deref() == Some(ns) && f.spec.stack_ref.name == stack.name)
-            .map(|f| {
-                let on_way = f
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.deployed_with.as_ref())
-                    .is_some_and(|d| {
-                        d.stack.version == stack.version
-                            && d.stack.digest == stack.digest
-                            && d.ready_at.is_none()
-                    });
-                (f.name_any(), on_way)
-            })
-            .collect();
-        let rollout = ctx
-            .stores
-            .stacks
-            .get(&ObjectRef::<Stack>::new(&stack.name).within(ns))
-            .and_then(|s| s.spec.consumer_rollout.clone());
-        let budget = rollout_budget(rollout.as_ref(), consumers.len());
-        let mut moving = self.moving.lock().await;
-        // Earlier versions of this Stack that nobody moves to any more are over.
-        moving.retain(|(n, s, v), admission| {
-            n != ns || *s != stack.name || *v == stack.version || !admission.admitted.is_empty()
-        });
-        moving
-            .entry((ns.to_string(), stack.name.clone(), stack.version.clone()))
-            .or_default()
-            .admit(&nf.name_any(), &consumers, budget)
-    }
-
-    /// Releases `nf`'s admission once it is Ready on `version` of `stack`
-    /// (or gave up).
-    pub async fn release(&self, nf: &str, ns: &str, stack: &str, version: &str) {
-        let mut moving = self.moving.lock().await;
-        for ((n, s, v), admission) in moving.iter_mut() {
-            if n == ns && s == stack {
-                if v == version {
-                    admission.finish(nf);
-                } else {
-                    admission.admitted.remove(nf);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budgets() {
-        let pct = |s: &str| {
-            Some(ConsumerRollout {
-                max_concurrent: IntOrString::String(s.into()),
-            })
-        };
-        let int = |n| {
-            Some(ConsumerRollout {
-                max_concurrent: IntOrString::Int(n),
-            })
-        };
-        assert_eq!(rollout_budget(None, 10), 3, "default 25% of 10 rounds up");
-        assert_eq!(rollout_budget(pct("25%").as_ref(), 100), 25);
-        assert_eq!(rollout_budget(pct("50%").as_ref(), 3), 2);
-        assert_eq!(rollout_budget(pct("1%").as_ref(), 10), 1);
-        assert_eq!(rollout_budget(pct("100%").as_ref(), 7), 7);
-        assert_eq!(rollout_budget(int(2).as_ref(), 10), 2);
-        assert_eq!(rollout_budget(int(5).as_ref(), 0), 5);
-        assert_eq!(rollout_budget(pct("25%").as_ref(), 0), 1, "never zero");
-    }
 
     fn function(stack_version: &str, depends_on: &str) -> NetworkFunction {
         serde_yaml::from_str(&format!(
@@ -486,80 +317,5 @@ mod tests {
             "Ready for an earlier generation is not Ready"
         );
         assert_eq!(block(Some(&smf("2.1.0", true, 1))), None);
-    }
-
-    fn consumers(on_way: &[(&str, bool)]) -> BTreeMap<String, bool> {
-        on_way.iter().map(|(n, w)| (n.to_string(), *w)).collect()
-    }
-
-    #[test]
-    fn admissions_respect_the_budget() {
-        let mut a = Admission::default();
-        let all = consumers(&[("a", false), ("b", false), ("c", false)]);
-        assert_eq!(a.admit("a", &all, 2), Turn::Admitted);
-        assert_eq!(a.admit("b", &all, 2), Turn::Admitted);
-        let queued = Turn::Queued {
-            moving: 2,
-            total: 3,
-            budget: 2,
-        };
-        assert_eq!(a.admit("c", &all, 2), queued);
-        assert_eq!(
-            a.admit("a", &all, 2),
-            Turn::Admitted,
-            "admitted stays admitted"
-        );
-        a.finish("a");
-        assert_eq!(a.admit("c", &all, 2), Turn::Admitted);
-    }
-
-    #[test]
-    fn consumers_on_their_way_count_after_a_restart() {
-        let mut a = Admission::default();
-        let all = consumers(&[("a", true), ("b", true), ("c", false)]);
-        assert_eq!(
-            a.admit("c", &all, 2),
-            Turn::Queued {
-                moving: 2,
-                total: 3,
-                budget: 2
-            }
-        );
-        assert_eq!(a.admit("a", &all, 2), Turn::Admitted);
-    }
-
-    #[test]
-    fn a_finished_consumer_frees_its_slot_while_the_cache_lags() {
-        let mut a = Admission::default();
-        let before = consumers(&[("a", false), ("b", false), ("c", false), ("d", false)]);
-        assert_eq!(a.admit("a", &before, 2), Turn::Admitted);
-        assert_eq!(a.admit("b", &before, 2), Turn::Admitted);
-        a.finish("a");
-        a.finish("b");
-        // The cache has not seen a's and b's status writes (readyAt) yet.
-        let lagging = consumers(&[("a", true), ("b", true), ("c", false), ("d", false)]);
-        assert_eq!(a.admit("c", &lagging, 2), Turn::Admitted);
-        assert_eq!(a.admit("d", &lagging, 2), Turn::Admitted);
-        a.finish("c");
-        a.finish("d");
-        let caught_up = consumers(&[("a", false), ("b", false), ("c", false), ("d", false)]);
-        assert_eq!(a, {
-            let mut done = Admission::default();
-            for n in ["a", "b", "c", "d"] {
-                done.finish(n);
-            }
-            done
-        });
-        assert_eq!(a.admit("a", &caught_up, 1), Turn::Admitted);
-    }
-
-    #[test]
-    fn deleted_consumers_free_their_slot() {
-        let mut a = Admission::default();
-        let all = consumers(&[("a", false), ("b", false)]);
-        assert_eq!(a.admit("a", &all, 1), Turn::Admitted);
-        assert!(matches!(a.admit("b", &all, 1), Turn::Queued { .. }));
-        let without_a = consumers(&[("b", false)]);
-        assert_eq!(a.admit("b", &without_a, 1), Turn::Admitted);
     }
 }

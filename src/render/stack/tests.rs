@@ -409,3 +409,24 @@ fn placeholder_errors_in_a_secret_do_not_quote_it() {
         assert!(!message.contains("hunter"), "{message}");
     }
 }
+
+/// Stacks read from a watch event (whose decoding cuts resources below the
+/// depth bound) render up to the bound and are refused by name beyond it.
+#[test]
+fn resources_are_rendered_up_to_the_depth_bound_and_refused_by_name_beyond() {
+    use crate::api::{
+        limits::MAX_DEPTH,
+        stack::bounded::fixtures::{stack_of, watch_event},
+    };
+    render_stack(&stack_of(&watch_event(MAX_DEPTH - 2)).spec).expect("99 levels render");
+    for depth in [MAX_DEPTH, 127, 128, 500, 100_000] {
+        let error = render_stack(&stack_of(&watch_event(depth)).spec).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "spec.resources[0] (ConfigMap/deep) is nested deeper than {MAX_DEPTH} levels; flatten it (Kubernetes objects are never this deep)"
+            ),
+            "{depth}"
+        );
+    }
+}

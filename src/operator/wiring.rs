@@ -20,16 +20,18 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{
-    health::Readiness,
-    operator::{Gate, Process},
-    settings::Settings,
-    watches::{self, SharedWatch},
-};
+use super::{Gate, Process};
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
-    controllers::{Context, Stores, chain, conditions, function, stack},
+    controllers::{
+        Context, Shared, Stores, chain, conditions, function, relations::Relations, stack,
+    },
     render::chain::LABEL_SERVICE_CHAIN,
+    runtime::{
+        health::Readiness,
+        settings::Settings,
+        watches::{self, Seen, SharedWatch},
+    },
 };
 
 /// The label on every child of a NetworkFunction.
@@ -92,6 +94,45 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
         config_maps,
     };
 
+    let relations = Arc::new(Relations::default());
+    let shared = Shared {
+        client: client.clone(),
+        config,
+        fence,
+        metrics,
+        settings: settings.clone(),
+        stores: stores.clone(),
+        relations: relations.clone(),
+    };
+    let stack_ctx = Arc::new(Context::new(shared.clone(), stack::State::default()));
+    let function_ctx = Arc::new(Context::new(shared.clone(), function::State::default()));
+    let chain_ctx = Arc::new(Context::new(shared, ()));
+
+    // Before any trigger: the relations index, and forgetting what the
+    // process remembers of each deleted object, in one place per kind.
+    let forget_stack = stack_ctx.clone();
+    stack_watch.observe(move |seen| {
+        if let Seen::Deleted(stack) = seen {
+            stack::forget(&forget_stack, stack);
+        }
+    });
+    let (index, forget_function) = (relations.clone(), function_ctx.clone());
+    function_watch.observe(move |seen| match seen {
+        Seen::Applied(nf) => index.function_applied(nf),
+        Seen::Deleted(nf) => {
+            index.function_deleted(nf);
+            function::forget(&forget_function, nf);
+        }
+    });
+    let (index, forget_chain) = (relations.clone(), chain_ctx.clone());
+    chain_watch.observe(move |seen| match seen {
+        Seen::Applied(chain) => index.chain_applied(chain),
+        Seen::Deleted(chain) => {
+            index.chain_deleted(chain);
+            chain::forget(&forget_chain, chain);
+        }
+    });
+
     // A function's change concerns its stack (consumer counts).
     let stack_controller = stack_watch
         .controller(controller_config.clone())
@@ -101,23 +142,23 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
 
     // A stack's change concerns its consumers; a function's change concerns its
     // dependents, the consumers of its stack queued behind it, and the hops before it.
-    let consumers_of = stores.functions.clone();
-    let related = stores.functions.clone();
-    let chains_of = stores.chains.clone();
+    let consumers = relations.clone();
+    let (related, functions) = (relations.clone(), stores.functions.clone());
     let function_controller = function_watch
         .controller(controller_config.clone())
-        .watches_shared_stream(consumer_view_changes(stack_watch.trigger()), move |stack| {
-            let ns = stack.namespace();
-            let name = stack.name_any();
-            consumers_of
-                .state()
-                .into_iter()
-                .filter(|nf| nf.namespace() == ns && nf.spec.stack_ref.name == name)
-                .map(|nf| ObjectRef::from_obj(&*nf))
-                .collect::<Vec<_>>()
-        })
+        .watches_shared_stream(
+            consumer_view_changes(stack_watch.trigger(), stores.stacks.clone()),
+            move |stack| {
+                let ns = stack.namespace().unwrap_or_default();
+                consumers
+                    .consumers_of(&ns, &stack.name_any())
+                    .into_iter()
+                    .map(|name| ObjectRef::<NetworkFunction>::new(&name).within(&ns))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches_shared_stream(function_watch.trigger(), move |changed| {
-            related_functions(&related, &chains_of, &changed)
+            related_functions(&related, &functions, &changed)
         })
         .owns_stream(deployment_events.touched_objects())
         .owns_stream(service_events.touched_objects())
@@ -134,20 +175,22 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
 
     // A function's change concerns the chains it is a hop of (its version and
     // readiness); the chain's NetworkPolicies are its children.
-    let hops_of = stores.chains.clone();
+    let hops_of = relations;
     let chain_controller = chain_watch
         .controller(controller_config)
         .watches_shared_stream(function_watch.trigger(), move |nf| {
-            chains_with_hop(&hops_of, &nf)
+            let ns = nf.namespace().unwrap_or_default();
+            hops_of
+                .chains_of(&ns, &nf.name_any())
+                .into_iter()
+                .map(|name| ObjectRef::<ServiceChain>::new(&name).within(&ns))
+                .collect::<Vec<_>>()
         })
         .owns_stream(watches::changes(
             api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
             watches::config().labels(LABEL_SERVICE_CHAIN),
         ));
 
-    let ctx = Arc::new(
-        Context::new(client, config, settings.clone(), metrics, stores.clone()).with_fence(fence),
-    );
     // Every cache, the controllers' own included: once the gate is open no
     // controller waits for its cache, and shutdown can rely on that. Part of
     // this term (not spawned): a term that ends first must not report ready.
@@ -166,23 +209,19 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
 
     let stacks_run = stack_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(
-            gate.wrap(stack::reconcile),
-            stack::error_policy,
-            ctx.clone(),
-        )
+        .run(gate.wrap(stack::reconcile), stack::error_policy, stack_ctx)
         .for_each(|_| async {});
     let functions_run = function_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(
             gate.wrap(function::reconcile),
             function::error_policy,
-            ctx.clone(),
+            function_ctx,
         )
         .for_each(|_| async {});
     let chains_run = chain_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(gate.wrap(chain::reconcile), chain::error_policy, ctx)
+        .run(gate.wrap(chain::reconcile), chain::error_policy, chain_ctx)
         .for_each(|_| async {});
     let watches_run = async {
         futures::join!(
@@ -206,11 +245,17 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
 /// consumer counts woke all of them.
 fn consumer_view_changes(
     stacks: impl Stream<Item = Arc<Stack>> + Send + 'static,
+    cache: reflector::Store<Stack>,
 ) -> impl Stream<Item = Arc<Stack>> + Send + 'static {
     let mut seen: HashMap<String, u64> = HashMap::new();
     stacks.filter(move |stack| {
-        let view = consumer_view(stack);
         let key = stack.uid().unwrap_or_default();
+        // The trigger is fed after the cache: a Stack gone from it is deleted.
+        if cache.get(&ObjectRef::from_obj(&**stack)).is_none() {
+            seen.remove(&key);
+            return std::future::ready(true);
+        }
+        let view = consumer_view(stack);
         std::future::ready(seen.insert(key, view) != Some(view))
     })
 }
@@ -242,21 +287,6 @@ fn consumer_view(stack: &Stack) -> u64 {
     hasher.finish()
 }
 
-/// The chains in `function`'s namespace that have it as a hop.
-fn chains_with_hop(
-    chains: &reflector::Store<ServiceChain>,
-    function: &NetworkFunction,
-) -> Vec<ObjectRef<ServiceChain>> {
-    let ns = function.namespace();
-    let name = function.name_any();
-    chains
-        .state()
-        .into_iter()
-        .filter(|c| c.namespace() == ns && c.spec.hops.iter().any(|h| h.network_function == name))
-        .map(|c| ObjectRef::from_obj(&*c))
-        .collect()
-}
-
 /// Returns once `store` has seen its initial list. (The readiness signal is
 /// re-checked on a short period: a wake-up of the first waiter was observed
 /// to be lost when the store became ready during the first poll.)
@@ -275,35 +305,33 @@ where
 /// the consumers of its stack queued to adopt a new version (one may move
 /// once `changed` is Ready), and the hops before it in a chain (their
 /// next-hop address may change). Consumers that are not queued are left
-/// alone: with a hundred consumers per stack, waking them all on every
-/// change made reconciles grow with the square of the consumers.
+/// alone: waking every consumer of a stack on each change of one of them
+/// makes reconciles grow with the square of the consumers.
 fn related_functions(
+    relations: &Relations,
     functions: &reflector::Store<NetworkFunction>,
-    chains: &reflector::Store<ServiceChain>,
     changed: &NetworkFunction,
 ) -> Vec<ObjectRef<NetworkFunction>> {
-    let ns = changed.namespace();
+    let ns = changed.namespace().unwrap_or_default();
     let name = changed.name_any();
-    let mut refs: Vec<ObjectRef<NetworkFunction>> = functions
-        .state()
+    let queued = relations
+        .consumers_of(&ns, &changed.spec.stack_ref.name)
         .into_iter()
-        .filter(|nf| nf.namespace() == ns && nf.name_any() != name)
-        .filter(|nf| {
-            nf.spec.depends_on.iter().any(|d| d.name == name)
-                || (nf.spec.stack_ref.name == changed.spec.stack_ref.name && function::queued(nf))
-        })
-        .map(|nf| ObjectRef::from_obj(&*nf))
-        .collect();
-    for chain in chains.state().into_iter().filter(|c| c.namespace() == ns) {
-        let hops = &chain.spec.hops;
-        for pair in hops.windows(2) {
-            if pair[1].network_function == name {
-                refs.push(
-                    ObjectRef::<NetworkFunction>::new(&pair[0].network_function)
-                        .within(ns.as_deref().unwrap_or_default()),
-                );
-            }
-        }
-    }
-    refs
+        .filter(|consumer| {
+            *consumer != name
+                && functions
+                    .get(&ObjectRef::new(consumer).within(&ns))
+                    .is_some_and(|nf| function::queued(&nf))
+        });
+    let before_in_chains = relations
+        .neighbours(&ns, &name)
+        .into_iter()
+        .filter_map(|(_, previous, _)| previous);
+    relations
+        .dependents_of(&ns, &name)
+        .into_iter()
+        .chain(queued)
+        .chain(before_in_chains)
+        .map(|f| ObjectRef::<NetworkFunction>::new(&f).within(&ns))
+        .collect()
 }

@@ -1,5 +1,8 @@
-//! `strata run`: the controllers, the metrics and health server, leader
-//! election and graceful shutdown, as one process.
+//! `strata run`: the process. Election terms, graceful shutdown, the gate
+//! every reconcile passes, and (in [`wiring`]) which watch feeds which
+//! controller. The only module that names every controller.
+
+mod wiring;
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,17 +13,15 @@ use futures::{
 use kube::{Client, Resource, runtime::controller::Action};
 use tokio::net::TcpListener;
 
-use super::{
+use crate::runtime::{
     fence::{self, WriteFence},
     health::{self, Health, Readiness},
     leader::{self, LeaderElector},
     metrics::Metrics,
     settings::Settings,
-    wiring,
 };
-use crate::controllers::Ctx;
 
-pub(super) type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
+type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Runs the operator until SIGTERM or SIGINT.
 ///
@@ -29,7 +30,7 @@ pub(super) type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 /// (another replica took it, or it could not renew in time: an API server
 /// outage, or this process was paused) it stops its controllers and stands
 /// by again, without exiting. Its writes are fenced to the term (see
-/// [`super::fence`]), so a replica that lost the lease never writes before
+/// [`crate::runtime::fence`]), so a replica that lost the lease never writes before
 /// it leads again.
 pub async fn run(settings: Settings) -> RunResult {
     // The handlers are installed first: a SIGTERM during start-up is a graceful
@@ -136,15 +137,15 @@ enum TermEnd {
 
 /// What every term of the controllers runs with.
 #[derive(Clone)]
-pub(super) struct Process {
+struct Process {
     /// The client of the controllers, its writes fenced to the term.
-    pub(super) client: Client,
-    pub(super) fence: WriteFence,
-    pub(super) config: kube::Config,
-    pub(super) metrics: Metrics,
-    pub(super) health: Health,
-    pub(super) settings: Settings,
-    pub(super) shutdown: Shutdown,
+    client: Client,
+    fence: WriteFence,
+    config: kube::Config,
+    metrics: Metrics,
+    health: Health,
+    settings: Settings,
+    shutdown: Shutdown,
 }
 
 /// Runs the controllers, with caches of their own, until shutdown or until
@@ -229,21 +230,22 @@ fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
 /// a reconcile that read another kind's half-filled cache would see, say, a
 /// Stack without consumers and delete what they still use.
 #[derive(Clone)]
-pub(super) struct Gate {
-    pub(super) settings: Settings,
-    pub(super) synced: tokio::sync::watch::Sender<bool>,
-    pub(super) shutdown: Shutdown,
+struct Gate {
+    settings: Settings,
+    synced: tokio::sync::watch::Sender<bool>,
+    shutdown: Shutdown,
 }
 
 impl Gate {
     /// `reconcile`, behind the gate.
-    pub(super) fn wrap<K, F, Fut>(
+    fn wrap<K, C, F, Fut>(
         &self,
         reconcile: F,
-    ) -> impl FnMut(Arc<K>, Ctx) -> BoxFuture<'static, crate::Result<Action>> + use<K, F, Fut>
+    ) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, crate::Result<Action>> + use<K, C, F, Fut>
     where
         K: Resource + Send + Sync + 'static,
-        F: Fn(Arc<K>, Ctx) -> Fut + Clone + Send + 'static,
+        C: Send + Sync + 'static,
+        F: Fn(Arc<K>, Arc<C>) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = crate::Result<Action>> + Send + 'static,
     {
         let gate = self.clone();

@@ -1,0 +1,398 @@
+//! A function's rollout: recording it in the ledger, applying its children,
+//! and following the Deployment until the rollout concludes.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Resource, ResourceExt,
+    api::{Api, PartialObjectMeta},
+    runtime::{
+        controller::Action,
+        events::EventType,
+        reflector::{ObjectRef, Store},
+    },
+};
+
+use super::{Ctx, MANAGER, records};
+use crate::{
+    Result,
+    api::{NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance},
+    controllers::{
+        apply::{ChildWrite, Live, apply_child},
+        conditions,
+    },
+    render::function::{Children, ResolvedStack},
+};
+
+/// Records a new rollout after the end of the function's ledger: a
+/// DeploymentRecord, the provenance in status, Events.
+pub(super) async fn start(
+    nf: &NetworkFunction,
+    ctx: &Ctx,
+    ns: &str,
+    status: &mut NetworkFunctionStatus,
+    mut target: Provenance,
+    stack: &ResolvedStack,
+    end: records::LedgerEnd,
+) -> Result<()> {
+    target.record = records::record_name(nf, &target, end.previous.as_deref());
+    let (started_at, created) =
+        records::ensure(ctx, nf, ns, &target, end.previous.as_deref()).await?;
+    target.deployed_at = started_at;
+    ctx.state
+        .ledgers
+        .ended_at(&nf.uid().unwrap_or_default(), Some(target.record.clone()));
+    // The rollouts this one replaces: the one the status names, then those a
+    // killed predecessor started without writing them down. Their pods may
+    // have run, so they are history too.
+    let replaced = status
+        .deployed_with
+        .clone()
+        .into_iter()
+        .chain(end.unwritten.iter().map(records::provenance));
+    let mut previous = None;
+    for rollout in replaced {
+        records::conclude(ctx, ns, &rollout.record, Outcome::Superseded).await?;
+        status.history.insert(0, rollout.clone());
+        previous = Some(rollout);
+    }
+    status
+        .history
+        .truncate(usize::try_from(nf.spec.history_limit.max(1)).unwrap_or(1));
+    records::prune(ctx, nf, ns, &target.record).await?;
+    status.deployed_with = Some(target.clone());
+    if !created {
+        // The rollout had started before (this process or a predecessor
+        // announced it); only the status was behind.
+        return Ok(());
+    }
+
+    let note = format!(
+        "rolling out {} {} on stack {} {} ({}), record {}",
+        nf.name_any(),
+        target.version,
+        stack.name,
+        stack.version,
+        stack.digest,
+        target.record
+    );
+    tracing::info!(record = %target.record, stack_version = %stack.version, "rollout started");
+    ctx.publish(nf, EventType::Normal, "RolloutStarted", "Rollout", note)
+        .await;
+    if let Some(previous) = &previous
+        && previous.stack.version != stack.version
+    {
+        let note = format!(
+            "adopted stack {} {} (was {})",
+            stack.name, stack.version, previous.stack.version
+        );
+        ctx.publish(nf, EventType::Normal, "StackAdopted", "Rollout", note)
+            .await;
+    }
+    if !target.image_pinned && previous.as_ref().is_none_or(|p| p.image != target.image) {
+        let note = format!(
+            "image {} is not pinned by digest; pin it as name@sha256:... so the rollout is reproducible",
+            target.image
+        );
+        ctx.publish(nf, EventType::Warning, "ImageNotPinned", "Rollout", note)
+            .await;
+    }
+    Ok(())
+}
+
+/// Applies each child whose content differs from what Strata last applied.
+pub(super) async fn apply_children(
+    nf: &NetworkFunction,
+    ctx: &Ctx,
+    ns: &str,
+    children: &Children,
+) -> Result<()> {
+    if let Some(config_map) = &children.config_map {
+        let live = cached(
+            &ctx.stores.config_maps,
+            ns,
+            config_map.metadata.name.as_ref(),
+        );
+        let applied = apply_child(
+            ctx,
+            ns,
+            MANAGER,
+            config_map.clone(),
+            Live::Metadata(live.as_ref().map(|m| &m.metadata)),
+        )
+        .await?;
+        report_drift(nf, ctx, config_map, applied).await;
+    }
+    let name = nf.name_any();
+    let live = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(ns));
+    let applied = apply_child(
+        ctx,
+        ns,
+        MANAGER,
+        children.deployment.clone(),
+        Live::Object(live.as_deref()),
+    )
+    .await?;
+    report_drift(nf, ctx, &children.deployment, applied).await;
+    if let Some(service) = &children.service {
+        let live = cached(&ctx.stores.services, ns, service.metadata.name.as_ref());
+        let applied = apply_child(
+            ctx,
+            ns,
+            MANAGER,
+            service.clone(),
+            Live::Metadata(live.as_ref().map(|m| &m.metadata)),
+        )
+        .await?;
+        report_drift(nf, ctx, service, applied).await;
+    }
+    Ok(())
+}
+
+/// Logs and publishes a `DriftCorrected` Event (related to `child`) when
+/// `child` of `nf` had been changed by another writer and was restored.
+async fn report_drift<K>(nf: &NetworkFunction, ctx: &Ctx, child: &K, applied: ChildWrite)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if applied != ChildWrite::Restored {
+        return;
+    }
+    let (kind, name) = (K::kind(&()), child.name_any());
+    tracing::info!(child = %format_args!("{kind}/{name}"), "restored fields of a child that another writer changed");
+    let note = format!(
+        "{kind} {name}: restored the fields Strata manages that another writer had changed"
+    );
+    let related = Some(child.object_ref(&()));
+    ctx.publish_related(
+        nf,
+        related,
+        EventType::Normal,
+        "DriftCorrected",
+        "Apply",
+        note,
+    )
+    .await;
+}
+
+/// The cached metadata of child `name` in `ns`.
+fn cached<K>(
+    store: &Store<PartialObjectMeta<K>>,
+    ns: &str,
+    name: Option<&String>,
+) -> Option<Arc<PartialObjectMeta<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store.get(&ObjectRef::new(name?).within(ns))
+}
+
+/// Reads the Deployment's rollout and sets Ready, the record outcome and readyAt.
+pub(super) async fn observe(
+    nf: &NetworkFunction,
+    ctx: &Ctx,
+    ns: &str,
+    status: &mut NetworkFunctionStatus,
+    blocked: Option<(&str, String)>,
+) -> Result<Action> {
+    let generation = nf.meta().generation;
+    let name = nf.name_any();
+    let mut deployment = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(ns));
+    let mut rollout = deployment
+        .as_deref()
+        .map(rollout_state)
+        .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
+    let concluding = !matches!(rollout, Rollout::Progressing(_))
+        && status
+            .deployed_with
+            .as_ref()
+            .is_some_and(|d| d.ready_at.is_none());
+    if concluding {
+        // The cache can lag a template applied moments ago (by this reconcile
+        // or an earlier one): it would show the previous rollout, complete,
+        // and the new one would be declared Ready before any of its pods
+        // exist. A rollout is concluded only on what the API server has.
+        deployment = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&name)
+            .await?
+            .map(Arc::new);
+        rollout = deployment
+            .as_deref()
+            .map(rollout_state)
+            .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
+    }
+    let dstatus = deployment
+        .as_ref()
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    status.replicas = Some(dstatus.replicas.unwrap_or(0));
+    status.ready_replicas = Some(dstatus.ready_replicas.unwrap_or(0));
+    let Some(deployed) = status.deployed_with.as_mut() else {
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let summary = format!(
+        "{} {} on stack {} {}",
+        nf.name_any(),
+        deployed.version,
+        deployed.stack.name,
+        deployed.stack.version
+    );
+    match rollout {
+        Rollout::Complete => {
+            if deployed.ready_at.is_none() {
+                deployed.ready_at = Some(conditions::now_rfc3339());
+                records::conclude(ctx, ns, &deployed.record, Outcome::Succeeded).await?;
+                ctx.state
+                    .adoptions
+                    .release(
+                        &nf.name_any(),
+                        ns,
+                        &deployed.stack.name,
+                        &deployed.stack.version,
+                    )
+                    .await;
+            }
+            match blocked {
+                Some((reason, message)) => {
+                    let message =
+                        format!("{summary} keeps running, but nothing new rolls out: {message}");
+                    conditions::set(
+                        &mut status.conditions,
+                        conditions::READY,
+                        false,
+                        reason,
+                        message,
+                        generation,
+                    );
+                    conditions::clear(&mut status.conditions, conditions::RECONCILING);
+                    conditions::clear(&mut status.conditions, conditions::STALLED);
+                }
+                None => {
+                    let ready = dstatus.ready_replicas.unwrap_or(0);
+                    let message = format!("{summary}: {ready}/{} pods ready", nf.spec.replicas);
+                    conditions::ready(&mut status.conditions, "RolledOut", message, generation);
+                }
+            }
+            Ok(Action::requeue(ctx.settings.resync_interval))
+        }
+        Rollout::Progressing(why) => {
+            conditions::progressing(
+                &mut status.conditions,
+                "RollingOut",
+                format!("{summary}: {why}"),
+                generation,
+            );
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Rollout::Failed(why) => {
+            records::conclude(ctx, ns, &deployed.record, Outcome::Failed).await?;
+            ctx.state
+                .adoptions
+                .release(
+                    &nf.name_any(),
+                    ns,
+                    &deployed.stack.name,
+                    &deployed.stack.version,
+                )
+                .await;
+            let message = format!("{summary}: {why}");
+            conditions::stalled(&mut status.conditions, "RolloutFailed", message, generation);
+            Ok(Action::requeue(ctx.settings.resync_interval))
+        }
+    }
+}
+
+/// The state of a Deployment's rollout of its current template.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// Every desired pod runs the current template and is available.
+    Complete,
+    /// Pods are still being replaced or becoming available.
+    Progressing(String),
+    /// The rollout exceeded its progress deadline.
+    Failed(String),
+}
+
+/// Reads a Deployment's rollout the way `kubectl rollout status` does.
+pub fn rollout_state(d: &Deployment) -> Rollout {
+    let desired = d.spec.replicas.unwrap_or(1);
+    let Some(s) = &d.status else {
+        return Rollout::Progressing("the Deployment has no status yet".into());
+    };
+    if s.observed_generation.unwrap_or(0) < d.metadata.generation.unwrap_or(0) {
+        return Rollout::Progressing(
+            "the Deployment controller has not seen the new template yet".into(),
+        );
+    }
+    let deadline = s.conditions.iter().flatten().any(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.status.as_deref() == Some("False")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if deadline {
+        return Rollout::Failed("the rollout exceeded its progress deadline".into());
+    }
+    let updated = s.updated_replicas.unwrap_or(0);
+    let available = s.available_replicas.unwrap_or(0);
+    let total = s.replicas.unwrap_or(0);
+    if updated < desired {
+        return Rollout::Progressing(format!("{updated} of {desired} pods updated"));
+    }
+    if total > updated {
+        return Rollout::Progressing(format!("{} old pods are terminating", total - updated));
+    }
+    if available < desired {
+        return Rollout::Progressing(format!("{available} of {desired} pods available"));
+    }
+    Rollout::Complete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(yaml: &str) -> Deployment {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn rollout_states() {
+        let base = "metadata: {name: upf, generation: 2}\nspec: {replicas: 3, selector: {}, template: {}}\n";
+        let d = deployment(&format!(
+            "{base}status: {{observedGeneration: 1, replicas: 3, updatedReplicas: 3, availableReplicas: 3}}"
+        ));
+        assert!(
+            matches!(rollout_state(&d), Rollout::Progressing(_)),
+            "generation not observed yet"
+        );
+        let d = deployment(&format!(
+            "{base}status: {{observedGeneration: 2, replicas: 4, updatedReplicas: 3, availableReplicas: 3}}"
+        ));
+        assert_eq!(
+            rollout_state(&d),
+            Rollout::Progressing("1 old pods are terminating".into())
+        );
+        let d = deployment(&format!(
+            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 3, availableReplicas: 2}}"
+        ));
+        assert_eq!(
+            rollout_state(&d),
+            Rollout::Progressing("2 of 3 pods available".into())
+        );
+        let d = deployment(&format!(
+            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 3, availableReplicas: 3}}"
+        ));
+        assert_eq!(rollout_state(&d), Rollout::Complete);
+        let d = deployment(&format!(
+            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 1, conditions: [{{type: Progressing, status: \"False\", reason: ProgressDeadlineExceeded}}]}}"
+        ));
+        assert!(matches!(rollout_state(&d), Rollout::Failed(_)));
+    }
+}
