@@ -20,6 +20,9 @@ ARG TARGETARCH
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The test kit is a workspace member (and a dev-dependency): Cargo reads its
+# manifest to resolve the lock file, though the release build does not use it.
+COPY testkit ./testkit
 # --target keeps crt-static away from build scripts and proc macros, which
 # must stay dynamic; the registry and target caches survive between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

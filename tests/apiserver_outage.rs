@@ -15,20 +15,18 @@
 //! operator by default (CI), 50 with `STRATA_FAULT_FULL=1`. The figures are
 //! printed (`--nocapture` shows them).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
 use strata::api::{NetworkFunction, Stack};
-use support::operator::{Operator, metric_sum};
-use support::plane::DedicatedPlane;
-use support::{
+use strata_testkit::DedicatedPlane;
+use strata_testkit::{Operator, metric_sum};
+use strata_testkit::{
     TestNamespace, apply_edge_function, apply_edge_stack, install_crds, wait_for,
     wait_for_condition,
 };
 
-const STACK: &str = support::EDGE_STACK;
+const STACK: &str = strata_testkit::EDGE_STACK;
 const LEASE: &str = "strata-leader";
 const IDENTITY: &str = "replica-a";
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -46,6 +44,9 @@ const AFTER_OUTAGE: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn the_operator_rides_out_an_api_server_outage() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let full = std::env::var("STRATA_FAULT_FULL").is_ok_and(|v| !v.is_empty() && v != "0");
     let functions = if full { 50 } else { 10 };
     let plane = DedicatedPlane::up("apiserver-outage").await;

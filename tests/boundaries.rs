@@ -18,8 +18,6 @@
 //!   correction, and when a Secret is out of scope, forbidden, or invalid
 //!   (wrong type, bad base64, a bad placeholder).
 
-mod support;
-
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -32,8 +30,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 use strata::api::Stack;
-use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+use strata_testkit::{Operator, TestNamespace, apply_object, client, install_crds, wait_for};
 
 /// How long any one expected state may take to appear.
 const DEADLINE: Duration = Duration::from_secs(45);
@@ -44,20 +41,6 @@ fn configmap(name: &str) -> Value {
 
 fn stack(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "strata.dev/v1alpha1", "kind": "Stack", "metadata": {"name": name}, "spec": spec})
-}
-
-async fn apply<K>(api: &Api<K>, object: &Value) -> K
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {name}: {e}"))
 }
 
 async fn exists<K>(api: &Api<K>, name: &str) -> bool
@@ -110,9 +93,9 @@ async fn assert_nothing_applied(stack: &Stack, configmaps: &Api<ConfigMap>, obje
 /// A ServiceAccount `name` in `ns` with a Role of `rules` bound to it (no
 /// Role when `rules` is None).
 async fn service_account(client: &Client, ns: &str, name: &str, rules: Option<Value>) {
-    apply(
+    apply_object(
         &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
     )
     .await;
     if let Some(rules) = rules {
@@ -122,15 +105,15 @@ async fn service_account(client: &Client, ns: &str, name: &str, rules: Option<Va
 
 /// Grants ServiceAccount `sa_ns/name` a Role of `rules` in namespace `ns`.
 async fn grant(client: &Client, ns: &str, sa_ns: &str, name: &str, rules: Value) {
-    apply(
+    apply_object(
         &Api::<Role>::namespaced(client.clone(), ns),
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": name}, "rules": rules}),
     )
     .await;
-    apply(
+    apply_object(
         &Api::<RoleBinding>::namespaced(client.clone(), ns),
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": sa_ns}]}),
@@ -150,7 +133,7 @@ struct ClusterRoleGuard(String);
 
 impl Drop for ClusterRoleGuard {
     fn drop(&mut self) {
-        support::kubectl(["delete", "clusterrole", &self.0, "--ignore-not-found"]);
+        strata_testkit::kubectl(["delete", "clusterrole", &self.0, "--ignore-not-found"]);
     }
 }
 
@@ -161,6 +144,9 @@ fn cluster_role(name: &str) -> Value {
 
 #[tokio::test]
 async fn an_operator_allowing_more_scope_still_keeps_each_service_account_in_its_bounds() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "boundaries-cross").await;
@@ -179,9 +165,9 @@ async fn an_operator_allowing_more_scope_still_keeps_each_service_account_in_its
     // pruned when dropped.
     let mut remote_cm = configmap("remote");
     remote_cm["metadata"]["namespace"] = json!(elsewhere);
-    apply(
+    apply_object(
         &stacks,
-        &stack(
+        stack(
             "reach",
             json!({"version": "1.0.0", "resources": [configmap("local"), remote_cm, cluster_role(&role_name)]}),
         ),
@@ -197,9 +183,9 @@ async fn an_operator_allowing_more_scope_still_keeps_each_service_account_in_its
     assert!(applied.metadata.owner_references.is_none());
     assert!(exists(&cluster_roles, &role_name).await);
     assert!(exists(&local, "local").await);
-    apply(
+    apply_object(
         &stacks,
-        &stack(
+        stack(
             "reach",
             json!({"version": "1.0.1", "resources": [configmap("local")]}),
         ),
@@ -228,18 +214,18 @@ async fn an_operator_allowing_more_scope_still_keeps_each_service_account_in_its
     .await;
     let mut escape = configmap("escape");
     escape["metadata"]["namespace"] = json!(elsewhere);
-    apply(
+    apply_object(
         &stacks,
-        &stack(
+        stack(
             "escape-namespace",
             json!({"version": "1.0.0", "serviceAccountName": "deployer",
                 "resources": [configmap("first"), escape]}),
         ),
     )
     .await;
-    apply(
+    apply_object(
         &stacks,
-        &stack(
+        stack(
             "escape-cluster",
             json!({"version": "1.0.0", "serviceAccountName": "deployer",
                 "resources": [configmap("second"), cluster_role(&role_name)]}),
@@ -286,6 +272,9 @@ async fn an_operator_allowing_more_scope_still_keeps_each_service_account_in_its
 
 #[tokio::test]
 async fn impersonation_cannot_be_bypassed() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "boundaries-impersonation").await;
@@ -302,11 +291,11 @@ async fn impersonation_cannot_be_bypassed() {
     // (by whoever may write stacks/status) to name objects outside its
     // namespace, which the Stack does not declare: pruning must not delete
     // them.
-    apply(&remote, &configmap("victim")).await;
-    apply(&cluster_roles, &cluster_role(&role_name)).await;
-    apply(
+    apply_object(&remote, configmap("victim")).await;
+    apply_object(&cluster_roles, cluster_role(&role_name)).await;
+    apply_object(
         &stacks,
-        &stack(
+        stack(
             "forged",
             json!({"version": "1.0.0", "resources": [configmap("declared")]}),
         ),
@@ -328,9 +317,9 @@ async fn impersonation_cannot_be_bypassed() {
     let mut operator = Operator::start(&name);
     service_account(&client, &name, "nobody", None).await;
     for (stack_name, sa) in [("as-nobody", "nobody"), ("as-ghost", "ghost")] {
-        apply(
+        apply_object(
             &stacks,
-            &stack(
+            stack(
                 stack_name,
                 json!({"version": "1.0.0", "serviceAccountName": sa,
                     "resources": [configmap(&format!("{stack_name}-settings"))]}),
@@ -387,6 +376,9 @@ async fn impersonation_cannot_be_bypassed() {
 /// ServiceAccount is applied as that one.
 #[tokio::test]
 async fn stacks_naming_no_service_account_are_applied_as_the_default_one() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "boundaries-default-sa").await;
@@ -429,7 +421,7 @@ async fn stacks_naming_no_service_account_are_applied_as_the_default_one() {
                 "resources": [configmap("own-settings"), secret("own-token", token.clone())]}),
         ),
     ] {
-        apply(&stacks, &stack(stack_name, spec)).await;
+        apply_object(&stacks, stack(stack_name, spec)).await;
     }
 
     let (refused, message) = wait_stack(&stacks, "with-secret", Some("Forbidden")).await;
@@ -480,6 +472,9 @@ fn secret(name: &str, fields: Value) -> Value {
 
 #[tokio::test]
 async fn secret_values_never_leak_into_logs_events_or_status() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "boundaries-secrets").await;
@@ -549,7 +544,7 @@ async fn secret_values_never_leak_into_logs_events_or_status() {
         ),
     ];
     for (stack_name, spec, _) in &cases {
-        apply(&stacks, &stack(stack_name, spec.clone())).await;
+        apply_object(&stacks, stack(stack_name, spec.clone())).await;
     }
     let mut messages = Vec::new();
     for (stack_name, _, reason) in &cases {

@@ -19,8 +19,6 @@
 //! children. Scale: 40 functions by default (CI), 200 with
 //! `STRATA_FAULT_FULL=1` (`hack/fault-suite`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{
@@ -31,11 +29,11 @@ use k8s_openapi::api::{
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use strata::api::{DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction};
-use support::operator::{Operator, metric_sum};
-use support::{
+use strata_testkit::{
     FIELD_MANAGER, TestNamespace, apply_edge_function, apply_edge_stack, client, install_crds,
     wait_for,
 };
+use strata_testkit::{Operator, metric_sum};
 
 const LEASE: &str = "strata-leader";
 /// `src/runtime/leader.rs`: a standby cannot take over sooner.
@@ -67,6 +65,9 @@ impl Scale {
 
 #[tokio::test]
 async fn failover_under_load_with_never_two_writers() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let scale = Scale::from_env();
     let n = scale.functions;
     let client = client().await;

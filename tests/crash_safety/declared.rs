@@ -27,9 +27,8 @@ use strata::api::function::Provenance;
 use strata::api::{DeploymentRecord, NetworkFunction, Stack};
 
 use super::list_all;
-use super::support::TestNamespace;
+use strata_testkit::TestNamespace;
 
-#[path = "ledger.rs"]
 mod ledger;
 
 /// Label on every child of a function, and on its records.

@@ -17,7 +17,7 @@ use strata::controllers::function::rollout_budget;
 
 use super::Scale;
 use super::declared::{Declared, DeclaredFunction};
-use super::support::apply_object;
+use strata_testkit::apply_object;
 
 /// What every function requires of its Stack: each version the test declares.
 const REQUIREMENT: &str = ">=1.0, <2";

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::repo_root;
+use strata_testkit::repo_root;
 
 /// The file holding the Argo CD health customizations.
 pub const ARGOCD_HEALTH: &str = "deploy/argocd/argocd-cm-health.yaml";

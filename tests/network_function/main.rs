@@ -17,9 +17,6 @@
 //! - [`conflicts`]: edits by other writers to fields Strata manages are
 //!   restored once each, without loops or conflicts.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod children;
 mod conflicts;
 mod consumers;
@@ -37,8 +34,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, NetworkFunction, Stack};
-use support::operator::Operator;
-use support::{TestNamespace, apply_object, client, install_crds, wait_for};
+use strata_testkit::Operator;
+use strata_testkit::{TestNamespace, apply_object, client, install_crds, wait_for};
 
 /// How long any one expected state may take to appear.
 const DEADLINE: Duration = Duration::from_secs(120);

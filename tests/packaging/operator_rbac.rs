@@ -15,15 +15,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction, ServiceChain, Stack};
 use strata::render::chain::LABEL_SERVICE_CHAIN;
-
-use crate::support::{
-    FIELD_MANAGER, OutputExt, TestNamespace, client, install_crds, kubectl, kubectl_with_stdin,
+use strata_testkit::{
+    OutputExt, TestNamespace, apply_object, client, install_crds, kubectl, kubectl_with_stdin,
     wait_for, wait_for_condition,
 };
+
 use crate::{documents, find, render, to_yaml};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -148,20 +148,6 @@ fn deployment_env(deployment: &Value, namespace: &str, pod: &str) -> Vec<(String
             (name, value)
         })
         .collect()
-}
-
-async fn apply<K>(api: &Api<K>, object: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot apply {name}: {e}"));
 }
 
 fn stack(name: &str, version: &str, service_account: Option<&str>, resources: Value) -> Value {
@@ -327,6 +313,9 @@ impl Installed {
 /// stacks.managedResources), NetworkFunctions on it and a chain of them.
 #[tokio::test]
 async fn operator_reconciles_everything_with_only_the_charts_rbac() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let mut installed = Installed::new("packaging-operator-rbac").await;
     let ns = &installed.ns;
 
@@ -339,16 +328,16 @@ async fn operator_reconciles_everything_with_only_the_charts_rbac() {
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "plain-deny"},
          "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
     ]);
-    apply(
+    apply_object(
         &stacks,
         stack("plain", "1.0.0", None, plain_resources.clone()),
     )
     .await;
     let functions: Api<NetworkFunction> = ns.api();
-    apply(&functions, function("front", 8080)).await;
-    apply(&functions, function("back", 9090)).await;
+    apply_object(&functions, function("front", 8080)).await;
+    apply_object(&functions, function("back", 9090)).await;
     let chains: Api<ServiceChain> = ns.api();
-    apply(&chains, json!({
+    apply_object(&chains, json!({
         "apiVersion": "strata.dev/v1alpha1", "kind": "ServiceChain", "metadata": {"name": "path"},
         "spec": {"hops": [{"name": "in", "networkFunction": "front"}, {"name": "out", "networkFunction": "back"}],
                  "isolation": true},
@@ -406,7 +395,7 @@ async fn operator_reconciles_everything_with_only_the_charts_rbac() {
 
     // Pruning (delete) as the operator: drop the Service and the NetworkPolicy.
     let kept = json!([plain_resources[0], plain_resources[1]]);
-    apply(&stacks, stack("plain", "1.1.0", None, kept)).await;
+    apply_object(&stacks, stack("plain", "1.1.0", None, kept)).await;
     wait_gone(&ns.api::<Service>(), "plain-dns").await;
     wait_gone(&ns.api::<NetworkPolicy>(), "plain-deny").await;
     ns.api::<ConfigMap>()
@@ -422,6 +411,9 @@ async fn operator_reconciles_everything_with_only_the_charts_rbac() {
 /// ServiceAccount: it creates a Secret, which the operator itself may not.
 #[tokio::test]
 async fn stacks_impersonate_their_service_account_with_only_the_charts_rbac() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let mut installed = Installed::new("packaging-impersonation").await;
     let ns = &installed.ns;
     let n = ns.name().to_string();
@@ -440,7 +432,7 @@ async fn stacks_impersonate_their_service_account_with_only_the_charts_rbac() {
     .expect_success("the Stack's ServiceAccount");
 
     let stacks: Api<Stack> = ns.api();
-    apply(
+    apply_object(
         &stacks,
         stack(
             "scoped",

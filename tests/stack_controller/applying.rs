@@ -16,6 +16,9 @@ use super::*;
 
 #[tokio::test]
 async fn a_stack_becomes_ready_with_its_objects_substituted_labelled_and_owned() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-ready").await;
     let ns = world.name().to_string();
     let spec = json!({
@@ -137,6 +140,9 @@ async fn a_stack_becomes_ready_with_its_objects_substituted_labelled_and_owned()
 
 #[tokio::test]
 async fn a_resource_dropped_in_a_new_version_is_pruned() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-prune").await;
     let configmaps = world.configmaps();
     let policies: Api<NetworkPolicy> = world.ns.api();
@@ -197,6 +203,9 @@ async fn a_resource_dropped_in_a_new_version_is_pruned() {
 
 #[tokio::test]
 async fn changing_an_applied_version_in_place_is_refused_and_applies_nothing() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-version-conflict").await;
     let configmaps = world.configmaps();
     let spec = |value: &str| {
@@ -242,6 +251,9 @@ async fn changing_an_applied_version_in_place_is_refused_and_applies_nothing() {
 
 #[tokio::test]
 async fn going_back_to_an_earlier_version_with_its_content_is_a_rollback() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-rollback").await;
     let configmaps = world.configmaps();
     let v1 = json!({"version": "1.0.0", "parameters": {"mode": "strict"}, "resources": [
@@ -304,6 +316,9 @@ async fn going_back_to_an_earlier_version_with_its_content_is_a_rollback() {
 /// make every apply fail.
 #[tokio::test]
 async fn a_version_with_build_metadata_is_labelled_with_a_valid_label_value() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-build-metadata").await;
     let spec = json!({"version": "1.0.0+build.7", "resources": [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"k": "v"}},

@@ -12,9 +12,6 @@
 //!   a converged Stack makes no write requests.
 //! - [`deletion`]: deletion waits while a NetworkFunction uses the Stack.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod applying;
 mod convergence;
 mod deletion;
@@ -32,8 +29,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata::api::{Stack, StackSpec};
 use strata::render::stack::render_stack;
-use support::operator::Operator;
-use support::{TestNamespace, apply, client, install_crds, wait_for, wait_for_condition};
+use strata_testkit::Operator;
+use strata_testkit::{TestNamespace, apply, client, install_crds, wait_for, wait_for_condition};
 
 /// How long anything the operator does may take. Drift is only looked for
 /// once per resync interval (10s for the test operator), so this leaves
@@ -304,7 +301,7 @@ struct CrdGuard(String);
 
 impl Drop for CrdGuard {
     fn drop(&mut self) {
-        let deleted = support::kubectl([
+        let deleted = strata_testkit::kubectl([
             "delete",
             "crd",
             &self.0,

@@ -16,6 +16,9 @@ fn configmap(name: &str, data: Value) -> Value {
 
 #[tokio::test]
 async fn an_unknown_placeholder_is_invalid_spec_and_nothing_is_applied() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-unknown-placeholder").await;
     world
         .apply_stack(
@@ -41,6 +44,9 @@ async fn an_unknown_placeholder_is_invalid_spec_and_nothing_is_applied() {
 /// written: every write is dry-run first.
 #[tokio::test]
 async fn an_object_the_api_server_refuses_is_invalid_spec_and_nothing_is_applied() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-invalid-object").await;
     world
         .apply_stack(
@@ -62,6 +68,9 @@ async fn an_object_the_api_server_refuses_is_invalid_spec_and_nothing_is_applied
 
 #[tokio::test]
 async fn a_kind_the_api_server_does_not_serve_is_unknown_kind_and_nothing_is_applied() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-unknown-kind").await;
     // A group no CRD serves yet (named after the namespace, so that it is
     // this test's own), and a kind missing from a group that is served.
@@ -127,6 +136,9 @@ async fn a_kind_the_api_server_does_not_serve_is_unknown_kind_and_nothing_is_app
 
 #[tokio::test]
 async fn objects_outside_the_stacks_namespace_are_out_of_scope_and_nothing_is_applied() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-out-of-scope").await;
     let ns = world.name().to_string();
     let elsewhere = format!("{ns}-elsewhere");
@@ -184,6 +196,9 @@ async fn objects_outside_the_stacks_namespace_are_out_of_scope_and_nothing_is_ap
 /// permission is enough for the Stack to be applied.
 #[tokio::test]
 async fn a_service_account_is_a_permission_boundary() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let world = World::start("stack-forbidden").await;
     let ns = world.name().to_string();
     let configmap_verbs = json!([

@@ -2,11 +2,12 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{kubeconfig_path, kubectl_path, wait_for};
+use crate::kubectl::kubectl_path;
+use crate::{kubeconfig_path, operator_binary, scratch_dir, wait_for_every};
 
 /// The operator (`strata run`) watching one namespace, with its output in a
 /// log file. Dropping it kills the process; when the test is panicking, the
@@ -35,11 +36,25 @@ impl Operator {
     /// operators in one namespace, give each a `STRATA_IDENTITY`: it names
     /// the log file.
     pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
+        let defaults = [
+            ("STRATA_RESYNC_INTERVAL", "10s"),
+            ("STRATA_LEADER_ELECTION", "false"),
+            ("STRATA_LOG_LEVEL", &log_level()),
+        ];
+        let env: Vec<(&str, &str)> = defaults.iter().chain(env).copied().collect();
+        Self::spawn(&operator_binary(), namespace, &env)
+    }
+
+    /// Runs `binary run` for `namespace` with metrics on an ephemeral port,
+    /// the plane's `KUBECONFIG`, and otherwise the binary's own defaults
+    /// overridden by `env` (the benchmark runs the operator as configured in
+    /// production, and may run another build of it).
+    pub fn spawn(binary: &Path, namespace: &str, env: &[(&str, &str)]) -> Self {
         let file = match env.iter().find(|(k, _)| *k == "STRATA_IDENTITY") {
             Some((_, identity)) => format!("strata-{namespace}-{identity}.log"),
             None => format!("strata-{namespace}.log"),
         };
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
+        let log = scratch_dir().join(file);
         let out =
             File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let err = out.try_clone().expect("a second handle to the log file");
@@ -48,20 +63,17 @@ impl Operator {
             Some((_, path)) => PathBuf::from(path),
             None => kubeconfig_path(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let child = Command::new(binary)
             .arg("run")
             .env("KUBECONFIG", &kubeconfig)
             .env("STRATA_NAMESPACES", namespace)
             .env("STRATA_METRICS_ADDR", "127.0.0.1:0")
-            .env("STRATA_RESYNC_INTERVAL", "10s")
-            .env("STRATA_LEADER_ELECTION", "false")
-            .env("STRATA_LOG_LEVEL", log_level())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the operator binary: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         Self {
             child,
             log,
@@ -113,14 +125,17 @@ impl Operator {
                     self.logs()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Each millisecond: the benchmark times SIGTERM to exit with it.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
     /// The address the metrics and health server is bound to, as logged at
-    /// start (text or JSON logs). Waits for that line.
+    /// start (text or JSON logs). Waits for that line, looking every 10 ms
+    /// (the benchmark times the start-up).
     pub async fn metrics_addr(&self) -> SocketAddr {
-        wait_for(
+        wait_for_every(
+            Duration::from_millis(10),
             Duration::from_secs(30),
             "the operator to log the address of /metrics",
             || async {
@@ -184,7 +199,7 @@ impl Operator {
     /// Waits until `/readyz` answers `code` with `body`.
     pub async fn wait_for_readyz(&self, code: u16, body: &str, within: Duration) {
         let addr = self.metrics_addr().await;
-        wait_for(
+        crate::wait_for(
             within,
             &format!("/readyz to answer {code} {body:?}"),
             || async {

@@ -8,19 +8,11 @@
 //! Needs the local control plane and helm: `eval "$(hack/plane env)"`
 //! exports `KUBECONFIG` and `HELM` (the test command does it).
 
-mod support;
-
-#[path = "packaging/admission.rs"]
 mod admission;
-#[path = "packaging/chart.rs"]
 mod chart;
-#[path = "packaging/image.rs"]
 mod image;
-#[path = "packaging/kustomize.rs"]
 mod kustomize;
-#[path = "packaging/operator_rbac.rs"]
 mod operator_rbac;
-#[path = "packaging/rbac.rs"]
 mod rbac;
 
 use std::ffi::OsString;
@@ -28,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OutputExt, kubectl_with_stdin, repo_root};
+use strata_testkit::{OutputExt, kubectl_with_stdin, repo_root};
 
 /// The chart's directory.
 pub fn chart_dir() -> PathBuf {

@@ -9,10 +9,11 @@ use std::time::Instant;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use super::{OutputExt, random_suffix, repo_root};
+use crate::namespace::random_suffix;
+use crate::{OutputExt, repo_root, scratch_dir};
 
 /// A plane started by `hack/plane up` in a directory of its own under the
-/// target's tmp directory. Dropping it runs `hack/plane down` (also when the
+/// [`scratch_dir`]. Dropping it runs `hack/plane down` (also when the
 /// test panics); the directory, with the components' logs, stays when the
 /// test failed and is removed otherwise.
 pub struct DedicatedPlane {
@@ -23,8 +24,7 @@ impl DedicatedPlane {
     /// Starts a plane named after `test` (ports are picked free), and
     /// returns once its nodes are Ready. Takes ~15 s with cached binaries.
     pub async fn up(test: &str) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("plane-{test}-{}", random_suffix()));
+        let dir = scratch_dir().join(format!("plane-{test}-{}", random_suffix()));
         // The guard exists before `up` runs: a failed start is torn down too.
         let plane = Self { dir };
         let started = Instant::now();
@@ -67,11 +67,6 @@ impl DedicatedPlane {
         self.run(&["start", component])
             .await
             .expect_success(&format!("hack/plane start {component}"));
-    }
-
-    /// The state directory (logs under `logs/`).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     async fn run(&self, args: &[&str]) -> Output {

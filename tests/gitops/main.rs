@@ -18,9 +18,6 @@
 //! yet is Progressing for Argo CD but Current for kstatus (its rule for
 //! objects without conditions); see [`unobserved_specs_are_progressing`].
 
-mod support;
-
-#[path = "gitops/verdicts.rs"]
 mod verdicts;
 
 use std::time::Duration;
@@ -30,8 +27,8 @@ use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
-use support::operator::Operator;
-use support::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
+use strata_testkit::Operator;
+use strata_testkit::{FIELD_MANAGER, TestNamespace, client, install_crds, wait_for};
 use verdicts::{Verdict, argo_health, kstatus};
 
 /// How long any one expected state may take to appear.
@@ -259,6 +256,9 @@ fn function_spec(version: &str, stack: &str, depends_on: Value) -> Value {
 /// rollout.
 #[tokio::test]
 async fn ready_objects_are_healthy_and_current() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let t = World::start("gitops-ready").await;
     t.apply("Stack", "base", stack_spec("1.0.0")).await;
     t.apply(
@@ -336,6 +336,9 @@ impl World {
 /// hop is not Ready) is Progressing for Argo CD and InProgress for kstatus.
 #[tokio::test]
 async fn objects_in_progress_are_progressing_and_in_progress() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let t = World::start("gitops-in-progress").await;
     t.apply(
         "NetworkFunction",
@@ -398,6 +401,9 @@ impl World {
 /// of status.observedGeneration is InProgress.
 #[tokio::test]
 async fn unobserved_specs_are_progressing() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let mut t = World::new("gitops-unobserved").await;
     t.apply("Stack", "base", stack_spec("1.0.0")).await;
     let fresh = t.get("Stack", "base").await;
@@ -435,6 +441,9 @@ async fn unobserved_specs_are_progressing() {
 /// for Argo CD and Failed for kstatus, both with the Stalled message.
 #[tokio::test]
 async fn stalled_objects_are_degraded_and_failed() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let t = World::start("gitops-stalled").await;
     t.apply(
         "Stack",
@@ -490,6 +499,9 @@ async fn stalled_objects_are_degraded_and_failed() {
 /// the function is Stalled and its record Failed: Degraded / Failed.
 #[tokio::test]
 async fn rollouts_in_progress_then_failed() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
     let mut t = World::new("gitops-rollout").await;
     let quotas: Api<ResourceQuota> = t.ns.api();
     let quota: ResourceQuota = serde_json::from_value(json!({
@@ -558,7 +570,7 @@ async fn rollouts_in_progress_then_failed() {
 
 /// The documents of a YAML file under the repository root.
 fn yaml_documents(path: &str) -> Vec<serde_yaml::Value> {
-    let path = support::repo_root().join(path);
+    let path = strata_testkit::repo_root().join(path);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
@@ -615,7 +627,7 @@ fn gitops_manifests_sync_the_examples_into_telco() {
 
     // kubectl apply -f examples/ would choke on a kustomization.yaml.
     assert!(
-        !support::repo_root()
+        !strata_testkit::repo_root()
             .join("examples/kustomization.yaml")
             .exists()
     );

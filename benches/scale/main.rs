@@ -1,0 +1,84 @@
+//! Strata at scale, measured against the bare Kubernetes controllers on the
+//! same plane: the time to bring N network functions to Ready against the
+//! time the same Deployments, Services and ConfigMaps take when applied
+//! directly, the API writes it costs, the writes it makes while idle, its
+//! memory at N and 10×N, a stack version adopted by 100 consumers, start-up
+//! and shutdown.
+//!
+//! `hack/bench` runs it on a dedicated plane (`cargo bench --bench scale`);
+//! `hack/test` runs its quick mode, with a short idle window, on the plane it
+//! started, as a smoke test. Nothing here asserts a timing: it measures and
+//! prints, and fails only when something does not converge.
+//!
+//! [`options`] says what to run, [`workload`] what is applied, [`phases`]
+//! runs the measurements in order, [`measure`] reads the operator's process
+//! and the API server's write counters, and [`report`] prints and records
+//! the figures. The plane, the operator process, namespaces, CRDs, apply and
+//! waits come from the test kit (`strata-testkit`), as in the integration
+//! tests.
+
+#![forbid(unsafe_code)]
+
+mod measure;
+mod options;
+mod phases;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+
+use options::Options;
+use report::Report;
+use strata_testkit::{TestNamespace, install_crds};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn main() -> Result<()> {
+    let options = Options::parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options))
+}
+
+async fn run(options: Options) -> Result<()> {
+    let client = strata_testkit::client().await;
+    install_crds(&client).await;
+    let bare_ns = TestNamespace::create(&client, "bench-bare").await;
+    let strata_ns = TestNamespace::create(&client, "bench-strata").await;
+    let mut report = Report {
+        machine: report::machine(),
+        functions: options.functions,
+        stacks: options.stacks,
+        replicas: options.replicas,
+        idle_seconds: options.idle_seconds,
+        bump_max_concurrent: workload::MAX_CONCURRENT.into(),
+        ..Report::default()
+    };
+    let outcome = phases::run(
+        &client,
+        &options,
+        bare_ns.name(),
+        strata_ns.name(),
+        &mut report,
+    )
+    .await;
+    bare_ns.cleanup().await;
+    strata_ns.cleanup().await;
+    outcome?;
+    report::print(&report);
+    let path = options.json.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench/scale-{stamp}.json"))
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    println!("report written to {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! What to run: N, the stacks, the replicas, the phases' lengths.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The benchmark's options (`hack/bench -- --help`).
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Strata against bare Kubernetes controllers on a local plane")]
+pub struct Options {
+    /// Network functions (N).
+    #[arg(long, default_value_t = 1000)]
+    pub functions: usize,
+    /// Quick mode: N = 100.
+    #[arg(long)]
+    pub quick: bool,
+    /// Stacks the functions are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub stacks: usize,
+    /// Replicas of each function.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: i32,
+    /// Seconds of idleness after convergence in which writes are counted.
+    #[arg(long, default_value_t = 60)]
+    pub idle_seconds: u64,
+    /// The memory phase grows the functions to this multiple of N (1 skips it).
+    #[arg(long, default_value_t = 10)]
+    pub scale: usize,
+    /// Replicas of the functions added in the memory phase. The operator
+    /// caches functions, stacks, Deployments and records, not pods.
+    #[arg(long, default_value_t = 0)]
+    pub scale_replicas: i32,
+    /// Objects applied at once, in both phases alike.
+    #[arg(long, default_value_t = 16)]
+    pub apply_concurrency: usize,
+    /// Where the JSON report goes (default target/bench/scale-<time>.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Minutes each convergence may take before the run fails.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_minutes: u64,
+    /// Passed by `cargo bench` to every benchmark; means nothing here.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Options {
+    /// The options from the command line; `--quick` sets N to 100.
+    pub fn parse_args() -> Self {
+        let mut options = Self::parse();
+        if options.quick {
+            options.functions = 100;
+        }
+        options
+    }
+
+    /// How long each convergence may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_minutes * 60)
+    }
+}
