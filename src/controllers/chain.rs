@@ -29,7 +29,6 @@ use kube::{
 };
 
 use super::{
-    Context,
     apply::{Live, apply_child},
     conditions,
     skeleton::{self, Reconciler},
@@ -52,6 +51,7 @@ pub const HOP_NOT_READY: &str = "HopNotReady";
 
 /// The ServiceChain controller's context; it keeps no state of its own.
 pub type Ctx = super::Ctx<()>;
+type Context = super::Context<()>;
 
 /// The ServiceChain controller, for the skeleton.
 pub struct Chains;
@@ -78,7 +78,7 @@ impl Reconciler for Chains {
 
     async fn converge(
         chain: &ServiceChain,
-        ctx: &Ctx,
+        ctx: &Context,
         ns: &str,
         status: &mut ServiceChainStatus,
     ) -> Result<Action> {
@@ -106,7 +106,7 @@ pub fn error_policy(chain: Arc<ServiceChain>, error: &Error, ctx: Ctx) -> Action
 
 /// Forgets what this process remembers of a deleted chain (its policies go
 /// with it, and its hops rewire themselves).
-pub fn forget(ctx: &Context<()>, chain: &ServiceChain) {
+pub fn forget(ctx: &Context, chain: &ServiceChain) {
     ctx.forget(chain);
 }
 
@@ -114,7 +114,7 @@ pub fn forget(ctx: &Context<()>, chain: &ServiceChain) {
 /// Returns the hop that keeps the chain from being Ready, if any.
 async fn converge(
     chain: &ServiceChain,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut ServiceChainStatus,
 ) -> Result<Option<BlockingHop>> {
@@ -165,7 +165,7 @@ async fn converge(
 /// that are no longer desired (a removed hop, or isolation turned off).
 async fn sync_policies(
     chain: &ServiceChain,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     desired: &[NetworkPolicy],
 ) -> Result<()> {
@@ -215,7 +215,7 @@ async fn sync_policies(
 /// Event is related to the hop's function and its reason names the cause,
 /// because the event recorder folds Events with the same reason and related
 /// object into one series that keeps the first note.
-async fn announce_blocking(chain: &ServiceChain, ctx: &Ctx, blocking: &BlockingHop) {
+async fn announce_blocking(chain: &ServiceChain, ctx: &Context, blocking: &BlockingHop) {
     let function = ObjectReference {
         api_version: Some(NetworkFunction::api_version(&()).into_owned()),
         kind: Some(NetworkFunction::kind(&()).into_owned()),

@@ -150,7 +150,7 @@ pub fn newly_failing<'a>(
 }
 
 /// The current time as a Kubernetes timestamp.
-pub fn now() -> Time {
+fn now() -> Time {
     Time(Timestamp::now())
 }
 

@@ -4,9 +4,9 @@
 //! The API server refuses an Event whose note is longer than 1024 bytes, and
 //! the Recorder names an Event `<object name>.<nanoseconds in hex>`, which
 //! for an object name longer than 236 characters (a Stack may have 253) is
-//! longer than any object name may be. Either way the Event was lost, so a
-//! Stack with a long name was Stalled without the Warning Event the API
-//! contract promises (found by `tests/hostile_input.rs`).
+//! longer than any object name may be. Either way the Recorder's Event
+//! would be refused, and a Stalled object would go without the Warning
+//! Event the API contract promises.
 
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as K8sEvent},

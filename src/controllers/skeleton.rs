@@ -54,7 +54,7 @@ pub trait Reconciler: Send + Sync + 'static {
     /// forgotten when its watch sees it go).
     fn admit(
         obj: &Self::Kind,
-        _ctx: &Ctx<Self::State>,
+        _ctx: &Context<Self::State>,
         _ns: &str,
     ) -> impl Future<Output = Result<ControlFlow<Action>>> + Send {
         let deleted = obj.meta().deletion_timestamp.is_some();
@@ -70,7 +70,7 @@ pub trait Reconciler: Send + Sync + 'static {
     /// The pipeline: converges the cluster and `status` on the object's spec.
     fn converge(
         obj: &Self::Kind,
-        ctx: &Ctx<Self::State>,
+        ctx: &Context<Self::State>,
         ns: &str,
         status: &mut Self::Status,
     ) -> impl Future<Output = Result<Action>> + Send;
@@ -78,7 +78,7 @@ pub trait Reconciler: Send + Sync + 'static {
     /// When a status write that would change `old` into `new` may wait:
     /// the action to take instead of writing now.
     fn defer_write(
-        _ctx: &Ctx<Self::State>,
+        _ctx: &Context<Self::State>,
         _obj: &Self::Kind,
         _old: &Self::Status,
         _new: &Self::Status,
@@ -88,7 +88,7 @@ pub trait Reconciler: Send + Sync + 'static {
 
     /// After the status is settled: `written` when it was written just now.
     fn settled(
-        _ctx: &Ctx<Self::State>,
+        _ctx: &Context<Self::State>,
         _obj: &Self::Kind,
         _ns: &str,
         _old: &Self::Status,
@@ -130,7 +130,7 @@ pub async fn reconcile<R: Reconciler>(obj: Arc<R::Kind>, ctx: Ctx<R::State>) -> 
     result
 }
 
-async fn run<R: Reconciler>(obj: &R::Kind, ctx: &Ctx<R::State>) -> Result<Action> {
+async fn run<R: Reconciler>(obj: &R::Kind, ctx: &Context<R::State>) -> Result<Action> {
     let ns = namespace_of(obj)?;
     if let ControlFlow::Break(action) = R::admit(obj, ctx, &ns).await? {
         return Ok(action);
@@ -172,7 +172,7 @@ async fn run<R: Reconciler>(obj: &R::Kind, ctx: &Ctx<R::State>) -> Result<Action
 /// Publishes one Warning Event for each of `R::FAILURES` that turned to
 /// failing or changed reason or message.
 async fn publish_failures<R: Reconciler>(
-    ctx: &Ctx<R::State>,
+    ctx: &Context<R::State>,
     obj: &R::Kind,
     old: &R::Status,
     new: &R::Status,

@@ -109,7 +109,7 @@ impl Reconciler for Stacks {
     /// A deleted Stack is finalized; a new one gets the finalizer first
     /// (the patch is an event of its own: the next reconcile applies); a
     /// suspended one is left as it is.
-    async fn admit(stack: &Stack, ctx: &Ctx, ns: &str) -> Result<ControlFlow<Action>> {
+    async fn admit(stack: &Stack, ctx: &Context, ns: &str) -> Result<ControlFlow<Action>> {
         let api: Api<Stack> = Api::namespaced(ctx.client.clone(), ns);
         if stack.meta().deletion_timestamp.is_some() {
             return finalize(stack, ctx, &api, ns).await.map(ControlFlow::Break);
@@ -134,7 +134,7 @@ impl Reconciler for Stacks {
 
     async fn converge(
         stack: &Stack,
-        ctx: &Ctx,
+        ctx: &Context,
         ns: &str,
         status: &mut StackStatus,
     ) -> Result<Action> {
@@ -165,7 +165,7 @@ impl Reconciler for Stacks {
     /// A write that only changes the consumer counts waits while one was
     /// written less than [`CONSUMER_COUNT_INTERVAL`] ago.
     async fn defer_write(
-        ctx: &Ctx,
+        ctx: &Context,
         stack: &Stack,
         old: &StackStatus,
         new: &StackStatus,
@@ -177,7 +177,7 @@ impl Reconciler for Stacks {
     }
 
     async fn settled(
-        ctx: &Ctx,
+        ctx: &Context,
         stack: &Stack,
         ns: &str,
         _old: &StackStatus,
@@ -231,7 +231,7 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How long to hold back a status write that only changes the consumer
 /// counts; `None` when it is due (or more than the counts changed).
 async fn consumers_wait(
-    ctx: &Ctx,
+    ctx: &Context,
     uid: &str,
     old: &StackStatus,
     new: &StackStatus,
@@ -248,7 +248,7 @@ async fn consumers_wait(
 }
 
 /// Renders, validates and applies the Stack, updating `status` with what was applied.
-async fn converge(stack: &Stack, ctx: &Ctx, ns: &str, status: &mut StackStatus) -> Result<()> {
+async fn converge(stack: &Stack, ctx: &Context, ns: &str, status: &mut StackStatus) -> Result<()> {
     let rendered = render_stack(&stack.spec)?;
     check_immutable(&rendered, status)?;
     let planned = plan(stack, ctx, ns, &rendered).await?;
@@ -358,7 +358,7 @@ fn remember(status: &mut StackStatus, rendered: &RenderedStack, limit: i32) {
 /// bad resource leaves the cluster untouched.
 async fn plan(
     stack: &Stack,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     rendered: &RenderedStack,
 ) -> Result<Vec<Planned>> {
@@ -433,7 +433,7 @@ fn unknown_kind(index: usize, api_version: &str, kind: &str) -> Error {
 
 /// Resolves a kind through discovery, caching hits (misses are retried, so a
 /// CRD installed later is found).
-async fn discover(ctx: &Ctx, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
+async fn discover(ctx: &Context, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
     if let Some(found) = locked(&ctx.state.discovery).get(gvk) {
         return Ok(found.clone());
     }
@@ -453,7 +453,7 @@ fn label(object: &mut Value, stack: &Stack, owned: bool) {
 }
 
 /// Whether this Stack's objects are due for a drift check.
-async fn drift_check_due(ctx: &Ctx, stack_uid: &str) -> bool {
+async fn drift_check_due(ctx: &Context, stack_uid: &str) -> bool {
     let mut last = locked(&ctx.state.last_drift_check);
     let due = last.get(stack_uid).is_none_or(|at| {
         at.elapsed()
@@ -488,7 +488,7 @@ enum Cause {
 /// restart is remembered as it is, without a write.
 async fn needs_apply(
     stack: &Stack,
-    ctx: &Ctx,
+    ctx: &Context,
     applier: &Applier,
     item: &Planned,
 ) -> Result<Option<Cause>> {
@@ -564,7 +564,7 @@ struct Applier {
 /// A Stack is applied as its `serviceAccountName`, else as the operator's
 /// default ServiceAccount (`STRATA_DEFAULT_SERVICE_ACCOUNT`) in the Stack's
 /// namespace, else as the operator.
-async fn applier(stack: &Stack, ctx: &Ctx, ns: &str) -> Result<Applier> {
+async fn applier(stack: &Stack, ctx: &Context, ns: &str) -> Result<Applier> {
     let account = stack
         .spec
         .service_account_name
@@ -615,7 +615,11 @@ fn denied_verb(message: &str) -> Option<&str> {
 /// status, which whoever may write `stacks/status` could fill with any
 /// object, and the operator must not delete for a Stack what it would not
 /// have applied for it.
-async fn resolve_managed(ctx: &Ctx, ns: &str, object: &ManagedObject) -> Result<Option<Planned>> {
+async fn resolve_managed(
+    ctx: &Context,
+    ns: &str,
+    object: &ManagedObject,
+) -> Result<Option<Planned>> {
     let (group, version) = match object.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", object.api_version.as_str()),
@@ -664,7 +668,7 @@ async fn delete(stack: &Stack, applier: &Applier, target: &Planned, dry_run: boo
 }
 
 /// NetworkFunctions in the Stack's namespace that reference it, by name.
-fn consumer_functions(ctx: &Ctx, ns: &str, name: &str) -> Vec<Arc<NetworkFunction>> {
+fn consumer_functions(ctx: &Context, ns: &str, name: &str) -> Vec<Arc<NetworkFunction>> {
     ctx.relations
         .consumers_of(ns, name)
         .into_iter()
@@ -678,7 +682,7 @@ fn consumer_functions(ctx: &Ctx, ns: &str, name: &str) -> Vec<Arc<NetworkFunctio
 
 /// A client that makes every request as ServiceAccount `name` of `namespace`:
 /// the API server then enforces what that ServiceAccount may do.
-fn impersonating(ctx: &Ctx, namespace: &str, name: &str) -> Result<Client> {
+fn impersonating(ctx: &Context, namespace: &str, name: &str) -> Result<Client> {
     let user = format!("system:serviceaccount:{namespace}:{name}");
     let mut clients = locked(&ctx.state.impersonated);
     if let Some(client) = clients.get(&user) {
@@ -693,7 +697,7 @@ fn impersonating(ctx: &Ctx, namespace: &str, name: &str) -> Result<Client> {
     Ok(client)
 }
 
-fn consumers(stack: &Stack, ctx: &Ctx, ns: &str, version: Option<&str>) -> Consumers {
+fn consumers(stack: &Stack, ctx: &Context, ns: &str, version: Option<&str>) -> Consumers {
     let all = consumer_functions(ctx, ns, &stack.name_any());
     let on_current = all
         .iter()
@@ -712,7 +716,7 @@ fn consumers(stack: &Stack, ctx: &Ctx, ns: &str, version: Option<&str>) -> Consu
     }
 }
 
-fn record_consumer_metrics(ctx: &Ctx, ns: &str, stack: &Stack, status: &StackStatus) {
+fn record_consumer_metrics(ctx: &Context, ns: &str, stack: &Stack, status: &StackStatus) {
     let mut by_version: BTreeMap<String, i64> = status
         .history
         .iter()
@@ -732,7 +736,7 @@ fn record_consumer_metrics(ctx: &Ctx, ns: &str, stack: &Stack, status: &StackSta
 }
 
 /// Deletion: wait while NetworkFunctions consume the Stack, then delete what it manages.
-async fn finalize(stack: &Stack, ctx: &Ctx, api: &Api<Stack>, ns: &str) -> Result<Action> {
+async fn finalize(stack: &Stack, ctx: &Context, api: &Api<Stack>, ns: &str) -> Result<Action> {
     if !stack.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }

@@ -56,43 +56,53 @@ pub async fn run(settings: Settings) -> RunResult {
     let addr = listener.local_addr().unwrap_or(settings.metrics_addr);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(health::serve(listener, metrics.clone(), health.clone()));
-    let cannot_build = |e: kube::Error| format!("cannot build a client: {e}");
-
-    if !settings.leader_election {
-        // The only writer by configuration: nothing to fence. Nothing else
-        // talks to the API server on a schedule, so a probe tells /readyz.
-        let client = fence::client(config.clone(), WriteFence::unfenced(), metrics.clone())
-            .map_err(cannot_build)?;
-        tokio::spawn(health::probe(client.clone(), health.clone()));
-        let process = Process {
-            client,
-            fence: WriteFence::unfenced(),
-            config,
-            metrics,
-            health,
-            settings,
-            shutdown,
-        };
-        let _ = term(process, futures::future::pending()).await;
-        return Ok(());
-    }
-
-    // The election's own requests are not fenced: they are how a term begins.
-    let elector = elector(
-        &Client::try_from(config.clone()).map_err(cannot_build)?,
-        &settings,
-    );
-    let fence = WriteFence::closed();
+    // With an election, writes are fenced to the terms of this replica.
+    let fence = if settings.leader_election {
+        WriteFence::closed()
+    } else {
+        WriteFence::unfenced()
+    };
     let process = Process {
         client: fence::client(config.clone(), fence.clone(), metrics.clone())
             .map_err(cannot_build)?,
-        fence: fence.clone(),
+        fence,
         config,
         metrics,
-        health: health.clone(),
+        health,
         settings,
-        shutdown: shutdown.clone(),
+        shutdown,
     };
+    if process.settings.leader_election {
+        run_elected(process).await
+    } else {
+        run_alone(process).await
+    }
+}
+
+fn cannot_build(e: kube::Error) -> String {
+    format!("cannot build a client: {e}")
+}
+
+/// The only writer by configuration: one term, nothing to fence. Nothing
+/// else talks to the API server on a schedule, so a probe tells /readyz.
+async fn run_alone(process: Process) -> RunResult {
+    tokio::spawn(health::probe(
+        process.client.clone(),
+        process.health.clone(),
+    ));
+    let _ = term(process, futures::future::pending()).await;
+    Ok(())
+}
+
+/// Terms as long as this replica holds the lease, standing by in between.
+async fn run_elected(process: Process) -> RunResult {
+    // The election's own requests are not fenced: they are how a term begins.
+    let elector = elector(
+        &Client::try_from(process.config.clone()).map_err(cannot_build)?,
+        &process.settings,
+    );
+    let fence = process.fence.clone();
+    let (health, shutdown) = (process.health.clone(), process.shutdown.clone());
     loop {
         tokio::select! {
             () = leader::lead(&elector, &health, &fence) => {}
@@ -157,7 +167,7 @@ async fn term(process: Process, lost: impl std::future::Future<Output = ()>) -> 
         synced: tokio::sync::watch::Sender::new(false),
         shutdown: shutdown.clone(),
     };
-    let controllers = wiring::controllers(process, gate.clone());
+    let controllers = wiring::run_controllers(process, gate.clone());
     // In-flight reconciles may finish after SIGTERM, but not for longer than
     // the kubelet waits (30 s by default) before it kills the process: the
     // lease must be released first, or a standby waits for it to expire.

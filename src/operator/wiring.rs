@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Service},
@@ -13,9 +13,10 @@ use kube::{
     Client, Resource, ResourceExt,
     api::{Api, PartialObjectMeta},
     runtime::{
-        WatchStreamExt,
+        Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
         reflector::{self, ObjectRef},
+        watcher,
     },
 };
 use serde::de::DeserializeOwned;
@@ -28,7 +29,7 @@ use crate::{
     },
     render::chain::LABEL_SERVICE_CHAIN,
     runtime::{
-        health::Readiness,
+        health::{Health, Readiness},
         settings::Settings,
         watches::{self, Seen, SharedWatch},
     },
@@ -51,167 +52,100 @@ where
     }
 }
 
+/// What feeds the controllers: one watch per kind they reconcile (whose
+/// cache they read and whose changes trigger them), and the caches of the
+/// children of NetworkFunctions.
+struct Feeds {
+    stacks: SharedWatch<Stack>,
+    functions: SharedWatch<NetworkFunction>,
+    chains: SharedWatch<ServiceChain>,
+    stores: Stores,
+}
+
+/// The changes of the children of NetworkFunctions, which keep their caches.
+struct ChildEvents {
+    deployment_events: BoxStream<'static, Result<watcher::Event<Deployment>, watcher::Error>>,
+    service_events:
+        BoxStream<'static, Result<watcher::Event<PartialObjectMeta<Service>>, watcher::Error>>,
+    config_map_events:
+        BoxStream<'static, Result<watcher::Event<PartialObjectMeta<ConfigMap>>, watcher::Error>>,
+}
+
+impl Feeds {
+    fn new(client: &Client, settings: &Settings) -> (Self, ChildEvents) {
+        let children = || watches::config().labels(MANAGED_BY_STRATA);
+        // Deployments whole (their rollout state); Services and ConfigMaps as
+        // metadata: whether Strata's last apply is in place, without a read
+        // per reconcile.
+        let (deployments, deployment_events) =
+            watches::cached(api::<Deployment>(client, settings), children());
+        let (services, service_events) = watches::cached(
+            api::<PartialObjectMeta<Service>>(client, settings),
+            children(),
+        );
+        let (config_maps, config_map_events) = watches::cached(
+            api::<PartialObjectMeta<ConfigMap>>(client, settings),
+            children(),
+        );
+        let stacks = SharedWatch::new(api::<Stack>(client, settings));
+        let functions = SharedWatch::new(api::<NetworkFunction>(client, settings));
+        let chains = SharedWatch::new(api::<ServiceChain>(client, settings));
+        let stores = Stores {
+            stacks: stacks.store(),
+            functions: functions.store(),
+            chains: chains.store(),
+            deployments,
+            services,
+            config_maps,
+        };
+        let feeds = Self {
+            stacks,
+            functions,
+            chains,
+            stores,
+        };
+        let children = ChildEvents {
+            deployment_events: deployment_events.boxed(),
+            service_events: service_events.boxed(),
+            config_map_events: config_map_events.boxed(),
+        };
+        (feeds, children)
+    }
+}
+
 /// Builds and runs every controller until shutdown.
-pub(super) async fn controllers(process: Process, gate: Gate) {
-    let Process {
-        client,
-        fence,
-        config,
-        metrics,
-        health,
-        ..
-    } = process;
+pub(super) async fn run_controllers(process: Process, gate: Gate) {
     let settings = gate.settings.clone();
     let shutdown = gate.shutdown.clone();
-    let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
-
-    // Deployments of NetworkFunctions: a cache for reads, and a trigger for their owners.
-    let (deployments, deployment_events) = watches::cached(
-        api::<Deployment>(&client, &settings),
-        watches::config().labels(MANAGED_BY_STRATA),
-    );
-    // The metadata of their Services and ConfigMaps: whether Strata's last
-    // apply is in place, without a read per reconcile; and a trigger.
-    let (services, service_events) = watches::cached(
-        api::<PartialObjectMeta<Service>>(&client, &settings),
-        watches::config().labels(MANAGED_BY_STRATA),
-    );
-    let (config_maps, config_map_events) = watches::cached(
-        api::<PartialObjectMeta<ConfigMap>>(&client, &settings),
-        watches::config().labels(MANAGED_BY_STRATA),
-    );
-    // Stacks, functions and chains: one watch each, whose cache the
-    // controllers read and whose changes trigger them.
-    let mut stack_watch = SharedWatch::new(api::<Stack>(&client, &settings));
-    let mut function_watch = SharedWatch::new(api::<NetworkFunction>(&client, &settings));
-    let mut chain_watch = SharedWatch::new(api::<ServiceChain>(&client, &settings));
-    let stores = Stores {
-        stacks: stack_watch.store(),
-        functions: function_watch.store(),
-        chains: chain_watch.store(),
-        deployments,
-        services,
-        config_maps,
-    };
-
+    let client = process.client.clone();
+    let (mut feeds, children) = Feeds::new(&client, &settings);
     let relations = Arc::new(Relations::default());
     let shared = Shared {
         client: client.clone(),
-        config,
-        fence,
-        metrics,
+        config: process.config,
+        fence: process.fence,
+        metrics: process.metrics,
         settings: settings.clone(),
-        stores: stores.clone(),
+        stores: feeds.stores.clone(),
         relations: relations.clone(),
     };
     let stack_ctx = Arc::new(Context::new(shared.clone(), stack::State::default()));
     let function_ctx = Arc::new(Context::new(shared.clone(), function::State::default()));
     let chain_ctx = Arc::new(Context::new(shared, ()));
+    index_and_forget(
+        &mut feeds,
+        &relations,
+        &stack_ctx,
+        &function_ctx,
+        &chain_ctx,
+    );
 
-    // Before any trigger: the relations index, and forgetting what the
-    // process remembers of each deleted object, in one place per kind.
-    let forget_stack = stack_ctx.clone();
-    stack_watch.observe(move |seen| {
-        if let Seen::Deleted(stack) = seen {
-            stack::forget(&forget_stack, stack);
-        }
-    });
-    let (index, forget_function) = (relations.clone(), function_ctx.clone());
-    function_watch.observe(move |seen| match seen {
-        Seen::Applied(nf) => index.function_applied(nf),
-        Seen::Deleted(nf) => {
-            index.function_deleted(nf);
-            function::forget(&forget_function, nf);
-        }
-    });
-    let (index, forget_chain) = (relations.clone(), chain_ctx.clone());
-    chain_watch.observe(move |seen| match seen {
-        Seen::Applied(chain) => index.chain_applied(chain),
-        Seen::Deleted(chain) => {
-            index.chain_deleted(chain);
-            chain::forget(&forget_chain, chain);
-        }
-    });
-
-    // A function's change concerns its stack (consumer counts).
-    let stack_controller = stack_watch
-        .controller(controller_config.clone())
-        .watches_shared_stream(function_watch.trigger(), |nf| {
-            Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?))
-        });
-
-    // A stack's change concerns its consumers; a function's change concerns its
-    // dependents, the consumers of its stack queued behind it, and the hops before it.
-    let consumers = relations.clone();
-    let (related, functions) = (relations.clone(), stores.functions.clone());
-    let function_controller = function_watch
-        .controller(controller_config.clone())
-        .watches_shared_stream(
-            consumer_view_changes(stack_watch.trigger(), stores.stacks.clone()),
-            move |stack| {
-                let ns = stack.namespace().unwrap_or_default();
-                consumers
-                    .consumers_of(&ns, &stack.name_any())
-                    .into_iter()
-                    .map(|name| ObjectRef::<NetworkFunction>::new(&name).within(&ns))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches_shared_stream(function_watch.trigger(), move |changed| {
-            related_functions(&related, &functions, &changed)
-        })
-        .owns_stream(deployment_events.touched_objects())
-        .owns_stream(service_events.touched_objects())
-        .owns_stream(config_map_events.touched_objects())
-        .watches_shared_stream(chain_watch.trigger(), |chain| {
-            let ns = chain.namespace().unwrap_or_default();
-            chain
-                .spec
-                .hops
-                .iter()
-                .map(|h| ObjectRef::<NetworkFunction>::new(&h.network_function).within(&ns))
-                .collect::<Vec<_>>()
-        });
-
-    // A function's change concerns the chains it is a hop of (its version and
-    // readiness); the chain's NetworkPolicies are its children.
-    let hops_of = relations;
-    let chain_controller = chain_watch
-        .controller(controller_config)
-        .watches_shared_stream(function_watch.trigger(), move |nf| {
-            let ns = nf.namespace().unwrap_or_default();
-            hops_of
-                .chains_of(&ns, &nf.name_any())
-                .into_iter()
-                .map(|name| ObjectRef::<ServiceChain>::new(&name).within(&ns))
-                .collect::<Vec<_>>()
-        })
-        .owns_stream(watches::changes(
-            api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
-            watches::config().labels(LABEL_SERVICE_CHAIN),
-        ));
-
-    // Every cache, the controllers' own included: once the gate is open no
-    // controller waits for its cache, and shutdown can rely on that. Part of
-    // this term (not spawned): a term that ends first must not report ready.
-    let synced_tx = gate.synced.clone();
-    let open_gate = async move {
-        synced(&stores.stacks).await;
-        synced(&stores.functions).await;
-        synced(&stores.chains).await;
-        synced(&stores.deployments).await;
-        synced(&stores.services).await;
-        synced(&stores.config_maps).await;
-        tracing::info!("caches synced; reconciling");
-        synced_tx.send_replace(true);
-        health.set(Readiness::Leading);
-    };
-
-    let stacks_run = stack_controller
+    let config = ControllerConfig::default().concurrency(settings.concurrency);
+    let stacks = stack_controller(&mut feeds, config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(gate.wrap(stack::reconcile), stack::error_policy, stack_ctx)
         .for_each(|_| async {});
-    let functions_run = function_controller
+    let functions = function_controller(&mut feeds, children, &relations, config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(
             gate.wrap(function::reconcile),
@@ -219,30 +153,160 @@ pub(super) async fn controllers(process: Process, gate: Gate) {
             function_ctx,
         )
         .for_each(|_| async {});
-    let chains_run = chain_controller
+    let policies = watches::changes(
+        api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
+        watches::config().labels(LABEL_SERVICE_CHAIN),
+    );
+    let chains = chain_controller(&mut feeds, relations, policies, config)
         .graceful_shutdown_on(shutdown.clone())
         .run(gate.wrap(chain::reconcile), chain::error_policy, chain_ctx)
         .for_each(|_| async {});
-    let watches_run = async {
+    let open_gate = open_gate(feeds.stores.clone(), gate, process.health);
+    let Feeds {
+        stacks: stack_watch,
+        functions: function_watch,
+        chains: chain_watch,
+        ..
+    } = feeds;
+    let watches = async {
         futures::join!(
             stack_watch.run(shutdown.clone()),
             function_watch.run(shutdown.clone()),
             chain_watch.run(shutdown.clone()),
         )
     };
-    futures::join!(
-        open_gate,
-        watches_run,
-        stacks_run,
-        functions_run,
-        chains_run
-    );
+    futures::join!(open_gate, watches, stacks, functions, chains);
 }
 
-/// The Stacks whose [`consumer_view`] changed since they were last seen (or
-/// are seen for the first time): only what consumers read from a Stack
-/// wakes them. With a thousand consumers, each write of the Stack's
-/// consumer counts woke all of them.
+/// Before any trigger hears of a change: the relations index follows it,
+/// and each controller forgets what it remembers of a deleted object, in
+/// one place per kind.
+fn index_and_forget(
+    feeds: &mut Feeds,
+    relations: &Arc<Relations>,
+    stack_ctx: &stack::Ctx,
+    function_ctx: &function::Ctx,
+    chain_ctx: &chain::Ctx,
+) {
+    let stack_ctx = stack_ctx.clone();
+    feeds.stacks.observe(move |seen| {
+        if let Seen::Deleted(stack) = seen {
+            stack::forget(&stack_ctx, stack);
+        }
+    });
+    let (index, function_ctx) = (relations.clone(), function_ctx.clone());
+    feeds.functions.observe(move |seen| match seen {
+        Seen::Applied(nf) => index.function_applied(nf),
+        Seen::Deleted(nf) => {
+            index.function_deleted(nf);
+            function::forget(&function_ctx, nf);
+        }
+    });
+    let (index, chain_ctx) = (relations.clone(), chain_ctx.clone());
+    feeds.chains.observe(move |seen| match seen {
+        Seen::Applied(chain) => index.chain_applied(chain),
+        Seen::Deleted(chain) => {
+            index.chain_deleted(chain);
+            chain::forget(&chain_ctx, chain);
+        }
+    });
+}
+
+/// Stacks, woken by their own changes and by their consumers' (counts).
+fn stack_controller(feeds: &mut Feeds, config: ControllerConfig) -> Controller<Stack> {
+    feeds
+        .stacks
+        .controller(config)
+        .watches_shared_stream(feeds.functions.trigger(), |nf| {
+            Some(ObjectRef::<Stack>::new(&nf.spec.stack_ref.name).within(&nf.namespace()?))
+        })
+}
+
+/// Functions, woken by their own changes and their children's; by what
+/// their stack's consumers read from it; by the changes of the functions
+/// they depend on, queue behind or chain to; and by the chains they are a
+/// hop of.
+fn function_controller(
+    feeds: &mut Feeds,
+    children: ChildEvents,
+    relations: &Arc<Relations>,
+    config: ControllerConfig,
+) -> Controller<NetworkFunction> {
+    let consumers = relations.clone();
+    let (related, functions) = (relations.clone(), feeds.stores.functions.clone());
+    let stack_views = consumer_view_changes(feeds.stacks.trigger(), feeds.stores.stacks.clone());
+    feeds
+        .functions
+        .controller(config)
+        .watches_shared_stream(stack_views, move |stack| {
+            let ns = stack.namespace().unwrap_or_default();
+            consumers
+                .consumers_of(&ns, &stack.name_any())
+                .into_iter()
+                .map(|name| ObjectRef::<NetworkFunction>::new(&name).within(&ns))
+                .collect::<Vec<_>>()
+        })
+        .watches_shared_stream(feeds.functions.trigger(), move |changed| {
+            related_functions(&related, &functions, &changed)
+        })
+        .owns_stream(children.deployment_events.touched_objects())
+        .owns_stream(children.service_events.touched_objects())
+        .owns_stream(children.config_map_events.touched_objects())
+        .watches_shared_stream(feeds.chains.trigger(), |chain| {
+            let ns = chain.namespace().unwrap_or_default();
+            chain
+                .spec
+                .hops
+                .iter()
+                .map(|h| ObjectRef::<NetworkFunction>::new(&h.network_function).within(&ns))
+                .collect::<Vec<_>>()
+        })
+}
+
+/// Chains, woken by their own changes, their NetworkPolicies' (`policies`),
+/// and the changes of the functions they have as hops (version, readiness).
+fn chain_controller(
+    feeds: &mut Feeds,
+    relations: Arc<Relations>,
+    policies: impl Stream<Item = Result<PartialObjectMeta<NetworkPolicy>, watcher::Error>>
+    + Send
+    + 'static,
+    config: ControllerConfig,
+) -> Controller<ServiceChain> {
+    feeds
+        .chains
+        .controller(config)
+        .watches_shared_stream(feeds.functions.trigger(), move |nf| {
+            let ns = nf.namespace().unwrap_or_default();
+            relations
+                .chains_of(&ns, &nf.name_any())
+                .into_iter()
+                .map(|name| ObjectRef::<ServiceChain>::new(&name).within(&ns))
+                .collect::<Vec<_>>()
+        })
+        .owns_stream(policies)
+}
+
+/// Opens the gate once every cache has synced, the controllers' own
+/// included: once it is open no controller waits for its cache, and
+/// shutdown can rely on that. Part of the term (not spawned): a term that
+/// ends first must not report ready.
+async fn open_gate(stores: Stores, gate: Gate, health: Health) {
+    synced(&stores.stacks).await;
+    synced(&stores.functions).await;
+    synced(&stores.chains).await;
+    synced(&stores.deployments).await;
+    synced(&stores.services).await;
+    synced(&stores.config_maps).await;
+    tracing::info!("caches synced; reconciling");
+    gate.synced.send_replace(true);
+    health.set(Readiness::Leading);
+}
+
+/// The Stacks whose [`consumer_view_hash`] changed since they were last
+/// seen (or are seen for the first time): only what consumers read from a
+/// Stack wakes them, not the Stack's own writes of its consumer counts,
+/// which would wake every consumer once per consumer that moves.
 fn consumer_view_changes(
     stacks: impl Stream<Item = Arc<Stack>> + Send + 'static,
     cache: reflector::Store<Stack>,
@@ -255,7 +319,7 @@ fn consumer_view_changes(
             seen.remove(&key);
             return std::future::ready(true);
         }
-        let view = consumer_view(stack);
+        let view = consumer_view_hash(stack);
         std::future::ready(seen.insert(key, view) != Some(view))
     })
 }
@@ -263,7 +327,7 @@ fn consumer_view_changes(
 /// A hash of what a Stack's consumers read from it: the revision applied,
 /// whether it is Ready for its generation (and why not), its outputs, the
 /// adoption budget, deletion. Consumer counts and history are left out.
-fn consumer_view(stack: &Stack) -> u64 {
+fn consumer_view_hash(stack: &Stack) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     stack.metadata.uid.hash(&mut hasher);
@@ -287,9 +351,9 @@ fn consumer_view(stack: &Stack) -> u64 {
     hasher.finish()
 }
 
-/// Returns once `store` has seen its initial list. (The readiness signal is
-/// re-checked on a short period: a wake-up of the first waiter was observed
-/// to be lost when the store became ready during the first poll.)
+/// Returns once `store` has seen its initial list. The readiness signal is
+/// re-checked on a short period rather than awaited once, since a wake-up
+/// can be missed when the store becomes ready during the first poll.
 async fn synced<K>(store: &reflector::Store<K>)
 where
     K: kube::Resource + Clone + 'static,

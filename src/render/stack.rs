@@ -14,7 +14,6 @@ use super::template::{
     Fault, MAX_DEPTH, is_parameter_name, nests_deeper_than, substitute_str, substitute_value,
 };
 use crate::api::StackSpec;
-use crate::api::stack::ManagedObject;
 use crate::api::{LABEL_STACK, LABEL_STACK_VERSION};
 
 /// A Stack version rendered: what is applied, what is published, and the
@@ -214,19 +213,6 @@ pub fn add_stack_labels(resource: &mut Value, stack: &str, version: &str) {
             Value::String(super::label_value(version)),
         );
     }
-}
-
-/// The inventory entry of a rendered (and namespace-defaulted) resource;
-/// `None` when the value is not a Kubernetes object, which [`render_stack`]
-/// never returns.
-pub fn managed_object(resource: &Value) -> Option<ManagedObject> {
-    let id = identify(resource).ok()?;
-    Some(ManagedObject {
-        api_version: id.api_version.into(),
-        kind: id.kind.into(),
-        namespace: id.namespace.map(Into::into),
-        name: id.name.into(),
-    })
 }
 
 /// The identifying fields of a resource.

@@ -33,6 +33,10 @@ impl Default for Metrics {
     }
 }
 
+const RECONCILE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 const CYCLE_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
@@ -41,96 +45,60 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let reconcile_total = IntCounterVec::new(
-            Opts::new("strata_reconcile_total", "Reconciles by kind and result"),
-            &["kind", "result"],
-        )
-        .expect("valid metric");
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
+        let r = &registry;
+        Self {
+            reconcile_total: counter(
+                r,
+                "strata_reconcile_total",
+                "Reconciles by kind and result",
+                &["kind", "result"],
+            ),
+            reconcile_duration: histogram(
+                r,
                 "strata_reconcile_duration_seconds",
                 "Reconcile duration by kind",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["kind"],
-        )
-        .expect("valid metric");
-        let networkfunction_info = IntGaugeVec::new(
-            Opts::new(
+                RECONCILE_BUCKETS,
+                &["kind"],
+            ),
+            networkfunction_info: gauge(
+                r,
                 "strata_networkfunction_info",
                 "Each NetworkFunction with its version and the stack version it was deployed with",
+                &["namespace", "name", "version", "stack", "stack_version"],
             ),
-            &["namespace", "name", "version", "stack", "stack_version"],
-        )
-        .expect("valid metric");
-        let deploy_cycle = HistogramVec::new(
-            HistogramOpts::new(
+            deploy_cycle: histogram(
+                r,
                 "strata_deploy_cycle_seconds",
                 "Time from a change being observed to the NetworkFunction being Ready",
-            )
-            .buckets(CYCLE_BUCKETS.to_vec()),
-            &[],
-        )
-        .expect("valid metric");
-        let recovery = HistogramVec::new(
-            HistogramOpts::new(
+                CYCLE_BUCKETS,
+                &[],
+            ),
+            recovery: histogram(
+                r,
                 "strata_recovery_seconds",
                 "Time from a NetworkFunction becoming not Ready to Ready again",
-            )
-            .buckets(CYCLE_BUCKETS.to_vec()),
-            &[],
-        )
-        .expect("valid metric");
-        let stack_consumers = IntGaugeVec::new(
-            Opts::new(
+                CYCLE_BUCKETS,
+                &[],
+            ),
+            stack_consumers: gauge(
+                r,
                 "strata_stack_consumers",
                 "NetworkFunctions deployed on each Stack version",
+                &["namespace", "stack", "version"],
             ),
-            &["namespace", "stack", "version"],
-        )
-        .expect("valid metric");
-        let drift_corrections = IntCounterVec::new(
-            Opts::new(
+            drift_corrections: counter(
+                r,
                 "strata_stack_drift_corrections_total",
                 "Objects managed by a Stack found changed or deleted by someone else and restored",
+                &["namespace", "stack"],
             ),
-            &["namespace", "stack"],
-        )
-        .expect("valid metric");
-        let api_writes = IntCounterVec::new(
-            Opts::new(
+            api_writes: counter(
+                r,
                 "strata_api_writes_total",
                 "Mutating API requests by method and outcome (sent, or fenced: refused outside a leader term)",
+                &["method", "outcome"],
             ),
-            &["method", "outcome"],
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reconcile_duration.clone()),
-            Box::new(networkfunction_info.clone()),
-            Box::new(deploy_cycle.clone()),
-            Box::new(recovery.clone()),
-            Box::new(stack_consumers.clone()),
-            Box::new(drift_corrections.clone()),
-            Box::new(api_writes.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
-        }
-        Self {
             registry,
-            reconcile_total,
-            reconcile_duration,
-            networkfunction_info,
-            deploy_cycle,
-            recovery,
-            stack_consumers,
-            drift_corrections,
-            api_writes,
         }
     }
 
@@ -152,4 +120,40 @@ impl Metrics {
             .expect("text encoding never fails");
         String::from_utf8(buffer).expect("text exposition is UTF-8")
     }
+}
+
+/// Registers `collector` in `registry`; names are fixed in this file, so a
+/// clash is a programming error.
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registered(registry, metric)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registered(registry, metric)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    registered(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid metric"),
+    )
 }

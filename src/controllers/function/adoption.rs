@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use tokio::sync::Mutex;
 
-use super::Ctx;
+use super::Context;
 use crate::{
     api::{NetworkFunction, Stack, stack::ConsumerRollout},
     render::function::ResolvedStack,
@@ -98,7 +98,7 @@ impl Adoptions {
     /// Asks whether `nf` may move to `stack`'s current version now.
     pub async fn request(
         &self,
-        ctx: &Ctx,
+        ctx: &Context,
         nf: &NetworkFunction,
         ns: &str,
         stack: &ResolvedStack,

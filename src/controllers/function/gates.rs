@@ -10,8 +10,8 @@ use std::{ops::ControlFlow, time::Duration};
 use kube::runtime::controller::Action;
 
 use super::{
-    Ctx, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, adoption::Turn, records::LedgerEnd, resolve,
-    rollout,
+    Context, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, adoption::Turn, records::LedgerEnd,
+    resolve, rollout,
 };
 use crate::{
     Error, Result,
@@ -31,7 +31,7 @@ const QUEUED_RECHECK: Duration = Duration::from_secs(2);
 /// Every dependency is Ready at a satisfying version, and none is in a cycle.
 pub(super) async fn dependencies(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
 ) -> Result<ControlFlow<Action>> {
@@ -75,7 +75,7 @@ pub(super) async fn dependencies(
 /// The Stack exists, is Ready, and its version satisfies `stackRef.version`.
 pub(super) async fn stack(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
 ) -> Result<ControlFlow<Action, ResolvedStack>> {
@@ -104,7 +104,7 @@ pub(super) async fn stack(
 /// recorded until its own spec changes.
 pub(super) async fn policy(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
     stack: &ResolvedStack,
@@ -128,7 +128,7 @@ pub(super) async fn policy(
                 message,
                 generation,
             );
-            return rollout::observe(nf, ctx, ns, status, None)
+            return rollout::follow(nf, ctx, ns, status, None)
                 .await
                 .map(ControlFlow::Break);
         }
@@ -154,7 +154,7 @@ pub(super) async fn policy(
 /// function's own spec says is the user's change, and does not wait.
 pub(super) async fn adoption_turn(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
     stack: &ResolvedStack,
@@ -197,7 +197,7 @@ pub(super) async fn adoption_turn(
 /// telling why Ready is False once it is complete.
 async fn closed(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
     reason: &str,
@@ -214,7 +214,7 @@ async fn closed(
         );
         return Ok(Action::requeue(WAITING_RECHECK));
     }
-    rollout::observe(nf, ctx, ns, status, blocked).await
+    rollout::follow(nf, ctx, ns, status, blocked).await
 }
 
 /// Whether rolling out `target` after `current` only moves the function to

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Keeps `strata_networkfunction_info` and the cycle-time histograms current.
-pub(super) fn observe(
+pub(super) fn update(
     ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,

@@ -80,7 +80,7 @@ impl Reconciler for Functions {
 
     /// Deleted or suspended functions are left as they are (children go
     /// with their owner; records are not owned and stay).
-    async fn admit(nf: &NetworkFunction, _ctx: &Ctx, _ns: &str) -> Result<ControlFlow<Action>> {
+    async fn admit(nf: &NetworkFunction, _ctx: &Context, _ns: &str) -> Result<ControlFlow<Action>> {
         Ok(
             if nf.meta().deletion_timestamp.is_some() || nf.spec.suspend {
                 ControlFlow::Break(Action::await_change())
@@ -92,7 +92,7 @@ impl Reconciler for Functions {
 
     async fn converge(
         nf: &NetworkFunction,
-        ctx: &Ctx,
+        ctx: &Context,
         ns: &str,
         status: &mut NetworkFunctionStatus,
     ) -> Result<Action> {
@@ -100,14 +100,14 @@ impl Reconciler for Functions {
     }
 
     async fn settled(
-        ctx: &Ctx,
+        ctx: &Context,
         nf: &NetworkFunction,
         ns: &str,
         old: &NetworkFunctionStatus,
         new: &NetworkFunctionStatus,
         _written: bool,
     ) {
-        metrics::observe(ctx, nf, ns, old, new);
+        metrics::update(ctx, nf, ns, old, new);
     }
 }
 
@@ -148,7 +148,7 @@ macro_rules! pass {
 /// The pipeline: the gates, the rollout, then what it has come to.
 async fn converge(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
 ) -> Result<Action> {
@@ -169,7 +169,7 @@ async fn converge(
         rollout::start(nf, ctx, ns, status, target, &stack, end).await?;
     }
     rollout::apply_children(nf, ctx, ns, &children).await?;
-    rollout::observe(nf, ctx, ns, status, None).await
+    rollout::follow(nf, ctx, ns, status, None).await
 }
 
 /// What a rollout of `children` on `stack` would record.
@@ -198,7 +198,7 @@ fn same_rollout(deployed: &Provenance, target: &Provenance) -> bool {
 }
 
 /// The next hops of `nf` in the chains it is a hop of, by chain name.
-fn next_hops(ctx: &Ctx, nf: &NetworkFunction, ns: &str) -> Vec<NextHop> {
+fn next_hops(ctx: &Context, nf: &NetworkFunction, ns: &str) -> Vec<NextHop> {
     ctx.relations
         .neighbours(ns, &nf.name_any())
         .into_iter()

@@ -20,7 +20,7 @@ use crate::{
     render::{digest::short_hash, function::image_pinned, label_value},
 };
 
-use super::{Ctx, MANAGER};
+use super::{Context, MANAGER};
 
 /// The name of the record of rolling `target` out after `previous`. The
 /// previous record is part of the name, so rolling back to earlier content is
@@ -95,7 +95,7 @@ impl Ledgers {
 /// branches, the unwritten record stays `Progressing` forever, and a
 /// revision that may have reached the pods is missing from the chain.
 pub async fn ledger_end(
-    ctx: &Ctx,
+    ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
     target: &Provenance,
@@ -183,7 +183,7 @@ pub fn provenance(record: &DeploymentRecord) -> Provenance {
 /// Creates the record of a rollout, or finds it when it already exists.
 /// Returns the record's start time, and whether this call created it.
 pub async fn ensure(
-    ctx: &Ctx,
+    ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
     target: &Provenance,
@@ -242,7 +242,7 @@ pub async fn ensure(
 }
 
 /// Moves the record named `name` to `outcome` unless it is already final.
-pub async fn conclude(ctx: &Ctx, ns: &str, name: &str, outcome: Outcome) -> Result<()> {
+pub async fn conclude(ctx: &Context, ns: &str, name: &str, outcome: Outcome) -> Result<()> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let Some(record) = api.get_opt(name).await? else {
         return Ok(());
@@ -264,7 +264,7 @@ pub async fn conclude(ctx: &Ctx, ns: &str, name: &str, outcome: Outcome) -> Resu
     set_outcome(ctx, &record, outcome).await
 }
 
-async fn set_outcome(ctx: &Ctx, record: &DeploymentRecord, outcome: Outcome) -> Result<()> {
+async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome) -> Result<()> {
     let api: Api<DeploymentRecord> =
         Api::namespaced(ctx.client.clone(), &record.namespace().unwrap_or_default());
     let generation = record.meta().generation;
@@ -312,7 +312,7 @@ async fn set_outcome(ctx: &Ctx, record: &DeploymentRecord, outcome: Outcome) -> 
 
 /// Deletes the oldest records of the function beyond the retention setting,
 /// never the record of the current rollout.
-pub async fn prune(ctx: &Ctx, nf: &NetworkFunction, ns: &str, current: &str) -> Result<()> {
+pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str) -> Result<()> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
     let mut records = api

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use semver::{Version, VersionReq};
 
-use super::Ctx;
+use super::Context;
 use crate::{
     Error, Result,
     api::{NetworkFunction, Stack, function::Dependency},
@@ -38,7 +38,7 @@ fn requirement(field: &str, text: &str) -> Result<VersionReq> {
 /// confirmed with the API server before it holds anything back: a read,
 /// only while the Stack does not resolve.
 pub async fn resolve_stack(
-    ctx: &Ctx,
+    ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Result<ResolvedStack, Unresolved>> {
@@ -116,7 +116,7 @@ pub fn stack_resolution(
 /// can lag the change (the dependency becoming Ready) that triggered this
 /// reconcile, and a blocked function only looks again 30 seconds later.
 pub async fn blocking_dependency(
-    ctx: &Ctx,
+    ctx: &Context,
     nf: &NetworkFunction,
     ns: &str,
 ) -> Result<Option<String>> {
@@ -168,7 +168,7 @@ pub fn dependency_block(
 }
 
 /// A dependency cycle through `nf`, as "a -> b -> a", if there is one.
-pub fn dependency_cycle(ctx: &Ctx, nf: &NetworkFunction, ns: &str) -> Option<String> {
+pub fn dependency_cycle(ctx: &Context, nf: &NetworkFunction, ns: &str) -> Option<String> {
     let start = nf.name_any();
     let edges = |name: &str| -> Vec<String> {
         if name == start {

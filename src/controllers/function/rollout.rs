@@ -14,7 +14,7 @@ use kube::{
     },
 };
 
-use super::{Ctx, MANAGER, records};
+use super::{Context, MANAGER, records};
 use crate::{
     Result,
     api::{NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance},
@@ -29,7 +29,7 @@ use crate::{
 /// DeploymentRecord, the provenance in status, Events.
 pub(super) async fn start(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
     mut target: Provenance,
@@ -104,7 +104,7 @@ pub(super) async fn start(
 /// Applies each child whose content differs from what Strata last applied.
 pub(super) async fn apply_children(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     children: &Children,
 ) -> Result<()> {
@@ -155,7 +155,7 @@ pub(super) async fn apply_children(
 
 /// Logs and publishes a `DriftCorrected` Event (related to `child`) when
 /// `child` of `nf` had been changed by another writer and was restored.
-async fn report_drift<K>(nf: &NetworkFunction, ctx: &Ctx, child: &K, applied: ChildWrite)
+async fn report_drift<K>(nf: &NetworkFunction, ctx: &Context, child: &K, applied: ChildWrite)
 where
     K: Resource<DynamicType = ()>,
 {
@@ -191,51 +191,34 @@ where
     store.get(&ObjectRef::new(name?).within(ns))
 }
 
-/// Reads the Deployment's rollout and sets Ready, the record outcome and readyAt.
-pub(super) async fn observe(
+/// How often a rollout under way is looked at without a change of its Deployment.
+const ROLLING_RECHECK: Duration = Duration::from_secs(30);
+
+/// Follows the Deployment's rollout: sets Ready (or why not), the replica
+/// counts, and, once the rollout concludes, readyAt, the record's outcome
+/// and the function's adoption slot. `blocked` says why nothing new rolls
+/// out, for a function whose gates are closed.
+pub(super) async fn follow(
     nf: &NetworkFunction,
-    ctx: &Ctx,
+    ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
     blocked: Option<(&str, String)>,
 ) -> Result<Action> {
     let generation = nf.meta().generation;
-    let name = nf.name_any();
-    let mut deployment = ctx
-        .stores
-        .deployments
-        .get(&ObjectRef::new(&name).within(ns));
-    let mut rollout = deployment
-        .as_deref()
-        .map(rollout_state)
-        .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
-    let concluding = !matches!(rollout, Rollout::Progressing(_))
-        && status
-            .deployed_with
-            .as_ref()
-            .is_some_and(|d| d.ready_at.is_none());
-    if concluding {
-        // The cache can lag a template applied moments ago (by this reconcile
-        // or an earlier one): it would show the previous rollout, complete,
-        // and the new one would be declared Ready before any of its pods
-        // exist. A rollout is concluded only on what the API server has.
-        deployment = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&name)
-            .await?
-            .map(Arc::new);
-        rollout = deployment
-            .as_deref()
-            .map(rollout_state)
-            .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()));
-    }
-    let dstatus = deployment
+    let concluding = status
+        .deployed_with
+        .as_ref()
+        .is_some_and(|d| d.ready_at.is_none());
+    let (deployment, rollout) = deployment_rollout(ctx, nf, ns, concluding).await?;
+    let counts = deployment
         .as_ref()
         .and_then(|d| d.status.clone())
         .unwrap_or_default();
-    status.replicas = Some(dstatus.replicas.unwrap_or(0));
-    status.ready_replicas = Some(dstatus.ready_replicas.unwrap_or(0));
+    status.replicas = Some(counts.replicas.unwrap_or(0));
+    status.ready_replicas = Some(counts.ready_replicas.unwrap_or(0));
     let Some(deployed) = status.deployed_with.as_mut() else {
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        return Ok(Action::requeue(ROLLING_RECHECK));
     };
     let summary = format!(
         "{} {} on stack {} {}",
@@ -244,69 +227,90 @@ pub(super) async fn observe(
         deployed.stack.name,
         deployed.stack.version
     );
+    let conds = &mut status.conditions;
     match rollout {
         Rollout::Complete => {
             if deployed.ready_at.is_none() {
                 deployed.ready_at = Some(conditions::now_rfc3339());
-                records::conclude(ctx, ns, &deployed.record, Outcome::Succeeded).await?;
-                ctx.state
-                    .adoptions
-                    .release(
-                        &nf.name_any(),
-                        ns,
-                        &deployed.stack.name,
-                        &deployed.stack.version,
-                    )
-                    .await;
+                conclude(ctx, nf, ns, deployed, Outcome::Succeeded).await?;
             }
-            match blocked {
-                Some((reason, message)) => {
-                    let message =
-                        format!("{summary} keeps running, but nothing new rolls out: {message}");
-                    conditions::set(
-                        &mut status.conditions,
-                        conditions::READY,
-                        false,
-                        reason,
-                        message,
-                        generation,
-                    );
-                    conditions::clear(&mut status.conditions, conditions::RECONCILING);
-                    conditions::clear(&mut status.conditions, conditions::STALLED);
-                }
-                None => {
-                    let ready = dstatus.ready_replicas.unwrap_or(0);
-                    let message = format!("{summary}: {ready}/{} pods ready", nf.spec.replicas);
-                    conditions::ready(&mut status.conditions, "RolledOut", message, generation);
-                }
+            if let Some((reason, message)) = blocked {
+                let message =
+                    format!("{summary} keeps running, but nothing new rolls out: {message}");
+                conditions::set(conds, conditions::READY, false, reason, message, generation);
+                conditions::clear(conds, conditions::RECONCILING);
+                conditions::clear(conds, conditions::STALLED);
+            } else {
+                let ready = counts.ready_replicas.unwrap_or(0);
+                let message = format!("{summary}: {ready}/{} pods ready", nf.spec.replicas);
+                conditions::ready(conds, "RolledOut", message, generation);
             }
             Ok(Action::requeue(ctx.settings.resync_interval))
         }
         Rollout::Progressing(why) => {
-            conditions::progressing(
-                &mut status.conditions,
-                "RollingOut",
-                format!("{summary}: {why}"),
-                generation,
-            );
-            Ok(Action::requeue(Duration::from_secs(30)))
+            let message = format!("{summary}: {why}");
+            conditions::progressing(conds, "RollingOut", message, generation);
+            Ok(Action::requeue(ROLLING_RECHECK))
         }
         Rollout::Failed(why) => {
-            records::conclude(ctx, ns, &deployed.record, Outcome::Failed).await?;
-            ctx.state
-                .adoptions
-                .release(
-                    &nf.name_any(),
-                    ns,
-                    &deployed.stack.name,
-                    &deployed.stack.version,
-                )
-                .await;
+            conclude(ctx, nf, ns, deployed, Outcome::Failed).await?;
             let message = format!("{summary}: {why}");
-            conditions::stalled(&mut status.conditions, "RolloutFailed", message, generation);
+            conditions::stalled(conds, "RolloutFailed", message, generation);
             Ok(Action::requeue(ctx.settings.resync_interval))
         }
     }
+}
+
+/// The function's Deployment and the state of its rollout, from the cache;
+/// when a rollout not yet concluded looks concluded there, from the API
+/// server. The cache can lag a template applied moments ago (by this
+/// reconcile or an earlier one): it would show the previous rollout,
+/// complete, and the new one would be declared Ready before any of its
+/// pods exist.
+async fn deployment_rollout(
+    ctx: &Context,
+    nf: &NetworkFunction,
+    ns: &str,
+    concluding: bool,
+) -> Result<(Option<Arc<Deployment>>, Rollout)> {
+    let name = nf.name_any();
+    let state = |d: &Option<Arc<Deployment>>| {
+        d.as_deref()
+            .map(rollout_state)
+            .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()))
+    };
+    let cached = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(ns));
+    let rollout = state(&cached);
+    if !concluding || matches!(rollout, Rollout::Progressing(_)) {
+        return Ok((cached, rollout));
+    }
+    let live = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&name)
+        .await?
+        .map(Arc::new);
+    let rollout = state(&live);
+    Ok((live, rollout))
+}
+
+/// Writes the outcome of `deployed`'s rollout into its record, and frees
+/// the function's adoption slot.
+async fn conclude(
+    ctx: &Context,
+    nf: &NetworkFunction,
+    ns: &str,
+    deployed: &Provenance,
+    outcome: Outcome,
+) -> Result<()> {
+    records::conclude(ctx, ns, &deployed.record, outcome).await?;
+    let stack = &deployed.stack;
+    ctx.state
+        .adoptions
+        .release(&nf.name_any(), ns, &stack.name, &stack.version)
+        .await;
+    Ok(())
 }
 
 /// The state of a Deployment's rollout of its current template.
