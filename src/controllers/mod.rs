@@ -14,6 +14,8 @@ pub(crate) mod apply;
 pub mod chain;
 pub mod conditions;
 mod events;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod function;
 pub mod relations;
 pub mod skeleton;

@@ -226,3 +226,6 @@ pub(super) fn only_the_stack_moved(current: &Provenance, target: &Provenance) ->
         && current.stack.name == target.stack.name
         && current.stack != target.stack
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! The Stack controller, as a pipeline. After admission (deletion goes to
+//! [`finalize`], a new Stack gets the finalizer, a suspended one is left as
+//! it is), each reconcile:
+//!
+//! 1. renders the Stack and checks that an applied version keeps its
+//!    content ([`history`]);
+//! 2. plans every resource: kind and scope resolved, namespace defaulted,
+//!    labelled and owned ([`plan`]);
+//! 3. picks whom to write as: the Stack's ServiceAccount, else the operator
+//!    ([`identity`]);
+//! 4. picks what to apply: everything when the content changed, what
+//!    drifted when a drift check is due ([`drift`]);
+//! 5. picks what to prune: objects applied before and no longer declared
+//!    ([`prune`]);
+//! 6. writes: every apply and delete as a dry run, then for real, refusals
+//!    named ([`write`]);
+//! 7. records what was applied in the status ([`history`]);
+//! 8. counts the consumers, coalescing writes of the counts alone, and
+//!    sets their metrics ([`consumers`]).
+//!
+//! The skeleton around it ([`skeleton`]) marks spec errors Stalled,
+//! publishes failures once and writes the status only when it changed.
+
+mod consumers;
+mod drift;
+mod finalize;
+mod history;
+mod identity;
+mod plan;
+mod prune;
+mod redact;
+mod write;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    ops::ControlFlow,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Client, Resource, ResourceExt,
+    api::{Api, ApiResource, GroupVersionKind},
+    discovery::ApiCapabilities,
+    runtime::{controller::Action, events::EventType},
+};
+
+use super::{
+    conditions,
+    skeleton::{self, Reconciler},
+};
+use crate::{
+    Error, Result,
+    api::{Stack, StackStatus, stack::ManagedObject},
+    render::stack::render_stack,
+};
+
+/// Field manager of everything the Stack controller writes.
+pub const MANAGER: &str = "strata.dev/stack";
+/// Holds a Stack's deletion until no NetworkFunction consumes it.
+pub const FINALIZER: &str = "strata.dev/stack-protection";
+
+/// What the Stack controller remembers between reconciles. Losing it (a
+/// restart) costs a read of each managed object, and a re-apply of those
+/// whose values differ from the declaration, never correctness.
+#[derive(Default)]
+pub struct State {
+    /// A client per ServiceAccount that Stacks are written as ([`identity`]).
+    impersonated: Mutex<HashMap<String, Client>>,
+    /// Kinds resolved through discovery ([`plan`]).
+    discovery: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+    /// Fingerprint of each managed object as it was right after Strata
+    /// applied it, by Stack uid ([`drift`]).
+    fingerprints: Mutex<HashMap<(String, ManagedObject), String>>,
+    /// When each Stack's objects were last compared with their fingerprints.
+    last_drift_check: Mutex<HashMap<String, Instant>>,
+    /// When each Stack's status was last written ([`consumers`]).
+    last_status_write: Mutex<HashMap<String, Instant>>,
+}
+
+type Context = super::Context<State>;
+/// The Stack controller's context.
+pub type Ctx = Arc<Context>;
+
+/// The Stack controller, for the skeleton.
+pub struct Stacks;
+
+impl Reconciler for Stacks {
+    type Kind = Stack;
+    type Status = StackStatus;
+    type State = State;
+    const MANAGER: &'static str = MANAGER;
+    const FAILURES: &'static [&'static str] = &[conditions::STALLED];
+
+    fn status(stack: &Stack) -> Option<&StackStatus> {
+        stack.status.as_ref()
+    }
+    fn conditions(status: &StackStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut StackStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observed(status: &mut StackStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+
+    /// A deleted Stack is finalized; a new one gets the finalizer first; a
+    /// suspended one is left as it is.
+    async fn admit(stack: &Stack, ctx: &Context, ns: &str) -> Result<ControlFlow<Action>> {
+        let api: Api<Stack> = Api::namespaced(ctx.client.clone(), ns);
+        if stack.meta().deletion_timestamp.is_some() {
+            let action = finalize::finalize(stack, ctx, &api, ns).await?;
+            return Ok(ControlFlow::Break(action));
+        }
+        if !finalize::has_finalizer(stack) {
+            let action = finalize::add_finalizer(stack, &api).await?;
+            return Ok(ControlFlow::Break(action));
+        }
+        if stack.spec.suspend {
+            return Ok(ControlFlow::Break(Action::await_change()));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The pipeline, then the consumer counts (also when it failed), then
+    /// Ready and, for a new version, an Event.
+    async fn converge(
+        stack: &Stack,
+        ctx: &Context,
+        ns: &str,
+        status: &mut StackStatus,
+    ) -> Result<Action> {
+        let before = status.version.clone();
+        let applied = converge(stack, ctx, ns, status).await;
+        let counted = consumers::consumers(stack, ctx, ns, status.version.as_deref());
+        status.consumers = Some(counted);
+        applied?;
+        announce_applied(stack, ctx, status, before.as_deref()).await;
+        Ok(Action::requeue(ctx.settings.resync_interval))
+    }
+
+    /// A write that only changes the consumer counts waits while one was
+    /// written less than a second ago.
+    async fn defer_write(
+        ctx: &Context,
+        stack: &Stack,
+        old: &StackStatus,
+        new: &StackStatus,
+    ) -> Option<Action> {
+        let uid = stack.uid().unwrap_or_default();
+        consumers::count_write_wait(ctx, &uid, old, new).map(Action::requeue)
+    }
+
+    async fn settled(
+        ctx: &Context,
+        stack: &Stack,
+        ns: &str,
+        _old: &StackStatus,
+        new: &StackStatus,
+        written: bool,
+    ) {
+        if written {
+            consumers::status_written(ctx, stack.uid().unwrap_or_default());
+        }
+        consumers::record_metrics(ctx, ns, stack, new);
+    }
+
+    /// A Stalled Stack whose fix is made outside it (granting the
+    /// ServiceAccount a permission, installing a CRD) is looked at again
+    /// periodically.
+    fn recheck(ctx: &Context, error: &Error) -> Option<Duration> {
+        matches!(error, Error::Forbidden(_) | Error::UnknownKind(_))
+            .then(|| ctx.settings.resync_interval.min(RECHECK_OUTSIDE_FIX))
+    }
+}
+
+/// How often a Stack stalled by something outside its spec is tried again.
+const RECHECK_OUTSIDE_FIX: Duration = Duration::from_secs(60);
+
+/// Reconciles one Stack.
+pub async fn reconcile(stack: Arc<Stack>, ctx: Ctx) -> Result<Action> {
+    skeleton::reconcile::<Stacks>(stack, ctx).await
+}
+
+/// What to do after a failed reconcile (see [`Stacks::recheck`]).
+pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
+    skeleton::error_policy::<Stacks>(stack, error, ctx)
+}
+
+/// Forgets what this process remembers of a deleted Stack.
+pub fn forget(ctx: &Context, stack: &Stack) {
+    ctx.forget(stack);
+    let uid = stack.uid().unwrap_or_default();
+    locked(&ctx.state.fingerprints).retain(|(owner, _), _| owner != &uid);
+    locked(&ctx.state.last_drift_check).remove(&uid);
+    locked(&ctx.state.last_status_write).remove(&uid);
+}
+
+/// The map behind `mutex`: no code panics while holding one, and a map
+/// half-updated would still hold only whole entries.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Renders, plans and writes the Stack, then records in `status` what was applied.
+async fn converge(stack: &Stack, ctx: &Context, ns: &str, status: &mut StackStatus) -> Result<()> {
+    let rendered = render_stack(&stack.spec)?;
+    history::check_immutable(&rendered, status)?;
+    let planned = plan::plan(stack, ctx, ns, &rendered).await?;
+    let identity = identity::identity_of(stack, ctx, ns)?;
+
+    let content_changed = history::content_changed(&rendered, status);
+    let applies = drift::to_apply(stack, ctx, &identity, &planned, content_changed).await?;
+    let declared: BTreeSet<ManagedObject> = planned.iter().map(|p| p.id.clone()).collect();
+    let deletes = prune::to_prune(stack, ctx, ns, &status.inventory, &declared).await?;
+
+    let writes = write::Writes { applies, deletes };
+    write::dry_run(stack, &identity, &writes).await?;
+    write::commit(stack, ctx, ns, &identity, &writes).await?;
+
+    history::record_applied(status, rendered, declared, stack.spec.history_limit);
+    Ok(())
+}
+
+/// Marks the Stack Ready with what was applied, and publishes an Event when
+/// the version differs from `before`.
+async fn announce_applied(
+    stack: &Stack,
+    ctx: &Context,
+    status: &mut StackStatus,
+    before: Option<&str>,
+) {
+    let version = status.version.clone().unwrap_or_default();
+    let digest = status.digest.clone().unwrap_or_default();
+    let message = format!(
+        "version {version} applied: {} objects, digest {digest}",
+        status.inventory.len(),
+    );
+    conditions::ready(
+        &mut status.conditions,
+        "Applied",
+        message,
+        stack.meta().generation,
+    );
+    if status.version.as_deref() != before {
+        let note = format!("applied version {version} ({digest})");
+        ctx.publish(stack, EventType::Normal, "VersionApplied", "Apply", note)
+            .await;
+    }
+}
