@@ -96,6 +96,15 @@ pub struct NetworkFunctionSpec {
     /// Stop reconciling this function; running pods are left as they are.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Seconds a rollout may take to make progress before it ends Failed
+    /// (its DeploymentRecord `Failed`, the function Stalled with reason
+    /// `RolloutFailed`); passed to the Deployment. A failed move to a new
+    /// Stack version counts against the Stack's `consumerRollout.maxFailures`.
+    /// Default 600.
+    #[serde(default = "default_progress_deadline_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub progress_deadline_seconds: i32,
 }
 
 /// The CustomResourceDefinition of NetworkFunction.
@@ -134,6 +143,10 @@ pub fn crd() -> CustomResourceDefinition {
 
 fn default_replicas() -> i32 {
     1
+}
+
+fn default_progress_deadline_seconds() -> i32 {
+    600
 }
 
 /// The Stack a function is deployed onto, and which of its versions it accepts.

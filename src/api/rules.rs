@@ -100,6 +100,24 @@ pub fn semver() -> Rule {
     )
 }
 
+/// The field must be a concurrency budget: an integer of at least 1 or a
+/// percentage from 1% to 100%.
+pub fn max_concurrent() -> Rule {
+    rule(
+        "type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')".into(),
+        "must be an integer of at least 1 or a percentage from 1% to 100%",
+    )
+}
+
+/// The field must be a failure budget: an integer of at least 0 or a
+/// percentage from 0% to 100%.
+pub fn max_failures() -> Rule {
+    rule(
+        "type(self) == int ? self >= 0 : self.matches('^([0-9]|[1-9][0-9]|100)%$')".into(),
+        "must be an integer of at least 0 or a percentage from 0% to 100%",
+    )
+}
+
 /// The field must be a semver requirement.
 pub fn requirement() -> Rule {
     rule(

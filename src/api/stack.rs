@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::{apis::meta::v1::Condition, util::intstr::IntOrString};
+use k8s_openapi::apimachinery::pkg::{
+    apis::meta::v1::{Condition, LabelSelector},
+    util::intstr::IntOrString,
+};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,6 +43,18 @@ pub(crate) mod bounded;
         name = "Consumers",
         type_ = "integer",
         json_path = ".status.consumers.total"
+    ),
+    printcolumn(
+        name = "Adoption",
+        type_ = "string",
+        json_path = ".status.rollout.phase",
+        description = "How consumers adopt the applied version: Progressing, Halted or Complete"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.rollout.step",
+        description = "The adoption step under way"
     ),
     printcolumn(
         name = "Digest",
@@ -121,28 +136,80 @@ pub(crate) fn default_history_limit() -> i32 {
     10
 }
 
-/// Staged adoption of a new Stack version by its consumers.
+/// Staged adoption of a new Stack version by its consumers: in waves
+/// (`steps`), at most `maxConcurrent` at a time, halting when more than
+/// `maxFailures` consumers fail on the new version.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerRollout {
     /// How many consumers may move to a new version at once: an integer
     /// (at least 1) or a percentage of the consumers ("1%"-"100%", rounded up).
-    /// Default "25%".
+    /// Default "25%". Within a step, a percentage is of the step's consumers.
     #[serde(default = "default_max_concurrent")]
-    #[x_kube(validation = kube::core::Rule::new("type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')").message(kube::core::cel::Message::Message("must be an integer of at least 1 or a percentage from 1% to 100%".into())))]
+    #[x_kube(validation = super::rules::max_concurrent())]
     pub max_concurrent: IntOrString,
+
+    /// How many consumers may fail to adopt the new version (their rollout
+    /// onto it ends Failed) before adoption halts: an integer (0 or more) or
+    /// a percentage of the consumers ("0%"-"100%", rounded down). Default 0:
+    /// the first failure halts. A halted adoption moves no further consumer;
+    /// it resumes when the failed consumers become Ready on the new version,
+    /// or when the Stack's spec changes (a fix-forward version or a rollback).
+    #[serde(default = "default_max_failures")]
+    #[x_kube(validation = super::rules::max_failures())]
+    pub max_failures: IntOrString,
+
+    /// Waves, in order. Each consumer joins the first step whose selector
+    /// matches its labels; a step starts only when every consumer of the
+    /// earlier steps runs the new version and is Ready. The last step may
+    /// have no selector: every consumer not in an earlier step. Consumers
+    /// that match no step move after the last one. Empty: one wave of all.
+    /// At most 5 steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message(kube::core::cel::Message::Message("step names must be unique".into())))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(s, has(s.selector) || s.name == self[size(self) - 1].name)").message(kube::core::cel::Message::Message("only the last step may have no selector".into())))]
+    pub steps: Vec<RolloutStep>,
 }
 
 impl Default for ConsumerRollout {
     fn default() -> Self {
         Self {
             max_concurrent: default_max_concurrent(),
+            max_failures: default_max_failures(),
+            steps: Vec::new(),
         }
     }
 }
 
 fn default_max_concurrent() -> IntOrString {
     IntOrString::String("25%".into())
+}
+
+fn default_max_failures() -> IntOrString {
+    IntOrString::Int(0)
+}
+
+/// One wave of consumers adopting a new Stack version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStep {
+    /// The step's name (a DNS label), as `status.rollout.step` shows it.
+    #[x_kube(validation = super::rules::dns_label())]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// The consumers of this step, by the labels of their NetworkFunction.
+    /// Omitted: every consumer not in an earlier step (last step only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+
+    /// How many of this step's consumers move at once, as
+    /// `consumerRollout.maxConcurrent` (a percentage is of this step's
+    /// consumers). Default: `consumerRollout.maxConcurrent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = super::rules::max_concurrent())]
+    pub max_concurrent: Option<IntOrString>,
 }
 
 /// The schema of `spec.resources`: Kubernetes objects of any kind, with the
@@ -202,6 +269,64 @@ pub struct StackStatus {
     /// The NetworkFunctions that reference this Stack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Consumers>,
+    /// How the consumers adopt the version currently applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<AdoptionStatus>,
+}
+
+/// The adoption of the applied version by the Stack's consumers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptionStatus {
+    /// The version being adopted (the one applied).
+    pub version: String,
+    /// The step under way (its name), while there are steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Progressing, Halted (more failures than `maxFailures`) or Complete.
+    pub phase: AdoptionPhase,
+    /// Consumers that run the version and are Ready.
+    pub adopted: i32,
+    /// Consumers yet to move to it, or moving.
+    pub pending: i32,
+    /// Consumers whose rollout onto the version failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedAdoption>,
+}
+
+/// Where an adoption stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AdoptionPhase {
+    /// Consumers are moving, or waiting for their turn or step.
+    #[default]
+    Progressing,
+    /// More consumers failed than `maxFailures` allows: none moves further.
+    Halted,
+    /// Every counted consumer runs the version and is Ready.
+    Complete,
+}
+
+impl AdoptionPhase {
+    /// The phase as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdoptionPhase::Progressing => "Progressing",
+            AdoptionPhase::Halted => "Halted",
+            AdoptionPhase::Complete => "Complete",
+        }
+    }
+}
+
+/// A consumer whose rollout onto the adopted version failed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedAdoption {
+    /// The NetworkFunction.
+    pub name: String,
+    /// Its DeploymentRecord of the failed rollout.
+    pub record: String,
+    /// Why it failed, as the function reports it.
+    pub reason: String,
 }
 
 /// One object managed by a Stack.

@@ -21,6 +21,7 @@ pub mod relations;
 pub mod skeleton;
 pub mod stack;
 mod statuses;
+pub mod waves;
 
 use std::sync::Arc;
 

@@ -34,9 +34,6 @@ pub const CONTAINER_NAME: &str = "function";
 pub const CONFIG_MOUNT_PATH: &str = "/etc/strata/config";
 /// The pod volume holding the configuration ConfigMap.
 const CONFIG_VOLUME: &str = "config";
-/// Seconds a rollout may make no progress before the Deployment reports
-/// `ProgressDeadlineExceeded`; the Kubernetes default, stated so it is visible.
-const PROGRESS_DEADLINE_SECONDS: i32 = 600;
 
 /// Pod template annotation: the function version (exact, unlike the label).
 pub const ANNOTATION_VERSION: &str = "strata.dev/version";
@@ -143,12 +140,12 @@ pub fn desired(
         metadata: common.meta(common.name.to_string(), &common.versioned_labels),
         spec: DeploymentSpec {
             replicas: Some(spec.replicas),
+            progress_deadline_seconds: Some(spec.progress_deadline_seconds),
             // The selector is immutable: only labels that never change.
             selector: LabelSelector {
                 match_labels: Some(common.selector.clone()),
                 ..LabelSelector::default()
             },
-            progress_deadline_seconds: Some(PROGRESS_DEADLINE_SECONDS),
             // Old ReplicaSets are kept as long as the function's own history.
             revision_history_limit: Some(spec.history_limit),
             template,

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub recovery: HistogramVec,
     /// NetworkFunctions consuming each Stack version.
     pub stack_consumers: IntGaugeVec,
+    /// 1 for the phase of the current adoption of each Stack's applied version.
+    pub stack_adoption: IntGaugeVec,
     /// Managed objects found edited or deleted by someone else, and restored.
     pub drift_corrections: IntCounterVec,
     /// Mutating API requests by method and outcome: `sent`, or `fenced`
@@ -85,6 +87,12 @@ impl Metrics {
                 "strata_stack_consumers",
                 "NetworkFunctions deployed on each Stack version",
                 &["namespace", "stack", "version"],
+            ),
+            stack_adoption: gauge(
+                r,
+                "strata_stack_adoption",
+                "The phase (Progressing, Halted, Complete) of the adoption of each Stack's applied version by its consumers",
+                &["namespace", "stack", "version", "phase"],
             ),
             drift_corrections: counter(
                 r,

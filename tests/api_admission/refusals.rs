@@ -256,6 +256,57 @@ fn refusals() -> Vec<Refusal> {
             "spec.consumerRollout.maxConcurrent",
             MAX_CONCURRENT,
         ),
+        refusal(
+            "maxFailures -1",
+            stack_with("bad-failures-neg", "consumerRollout: {maxFailures: -1}"),
+            "spec.consumerRollout.maxFailures",
+            "must be an integer of at least 0 or a percentage from 0% to 100%",
+        ),
+        refusal(
+            "maxFailures 101%",
+            stack_with(
+                "bad-failures-101pct",
+                "consumerRollout: {maxFailures: '101%'}",
+            ),
+            "spec.consumerRollout.maxFailures",
+            "must be an integer of at least 0 or a percentage from 0% to 100%",
+        ),
+        refusal(
+            "duplicate step names",
+            stack_with(
+                "bad-steps-dup",
+                "consumerRollout: {steps: [{name: canary, selector: {matchLabels: {a: b}}}, {name: canary}]}",
+            ),
+            "spec.consumerRollout.steps",
+            "step names must be unique",
+        ),
+        refusal(
+            "a step without a selector before the last",
+            stack_with(
+                "bad-steps-open",
+                "consumerRollout: {steps: [{name: all}, {name: rest, selector: {matchLabels: {a: b}}}]}",
+            ),
+            "spec.consumerRollout.steps",
+            "only the last step may have no selector",
+        ),
+        refusal(
+            "step maxConcurrent 0",
+            stack_with(
+                "bad-step-max",
+                "consumerRollout: {steps: [{name: all, maxConcurrent: 0}]}",
+            ),
+            "spec.consumerRollout.steps[0].maxConcurrent",
+            MAX_CONCURRENT,
+        ),
+        refusal(
+            "step name not a DNS label",
+            stack_with(
+                "bad-step-name",
+                "consumerRollout: {steps: [{name: Canary_1}]}",
+            ),
+            "spec.consumerRollout.steps[0].name",
+            "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit",
+        ),
         // Chains.
         refusal(
             "one hop only",

@@ -196,6 +196,7 @@ impl Plan {
             .map(|s| {
                 let rollout = ConsumerRollout {
                     max_concurrent: s.max_concurrent.clone(),
+                    ..ConsumerRollout::default()
                 };
                 (s.name.clone(), rollout_budget(Some(&rollout), s.consumers))
             })

@@ -16,6 +16,8 @@
 //! - [`steady_state`]: a converged function costs no write request per resync.
 //! - [`conflicts`]: edits by other writers to fields Strata manages are
 //!   restored once each, without loops or conflicts.
+//! - [`waves`]: a Stack version that breaks its consumers halts after the
+//!   canary step; a fix-forward version resumes the adoption.
 
 mod children;
 mod conflicts;
@@ -24,6 +26,7 @@ mod dependencies;
 mod policies;
 mod provenance;
 mod steady_state;
+mod waves;
 
 use std::time::Duration;
 

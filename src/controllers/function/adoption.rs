@@ -3,27 +3,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use tokio::sync::Mutex;
 
 use super::Context;
+use crate::controllers::waves::{self, Standing, Target};
 use crate::{
     api::{NetworkFunction, Stack, stack::ConsumerRollout},
     render::function::ResolvedStack,
 };
 
-/// How many consumers may move to a new Stack version at once.
+/// How many consumers may move to a new Stack version at once (without steps).
 pub fn rollout_budget(rollout: Option<&ConsumerRollout>, consumers: usize) -> usize {
     let max = rollout.cloned().unwrap_or_default().max_concurrent;
-    let budget = match max {
-        IntOrString::Int(n) => usize::try_from(n).unwrap_or(1),
-        IntOrString::String(s) => {
-            let percent: usize = s.trim_end_matches('%').parse().unwrap_or(25);
-            (consumers * percent).div_ceil(100)
-        }
-    };
-    budget.max(1)
+    waves::concurrency_budget(&max, consumers)
 }
 
 /// Admissions of consumers to a Stack version, held in memory so that
@@ -45,6 +38,15 @@ pub enum Turn {
         total: usize,
         budget: usize,
     },
+    /// Wait: an earlier step is under way; `done` of its `total` consumers
+    /// run the version and are Ready.
+    Waiting {
+        step: String,
+        done: usize,
+        total: usize,
+    },
+    /// Wait: the adoption halted (why, in one sentence).
+    Halted(String),
 }
 
 /// Who moves to one Stack version, as this process knows it.
@@ -95,7 +97,9 @@ impl Admission {
 }
 
 impl Adoptions {
-    /// Asks whether `nf` may move to `stack`'s current version now.
+    /// Asks whether `nf` may move to `stack`'s current version now: its
+    /// step has started, the adoption has not halted, and its step's
+    /// concurrency budget has room.
     pub async fn request(
         &self,
         ctx: &Context,
@@ -103,7 +107,7 @@ impl Adoptions {
         ns: &str,
         stack: &ResolvedStack,
     ) -> Turn {
-        let consumers: BTreeMap<String, bool> = ctx
+        let consumers: Vec<_> = ctx
             .relations
             .consumers_of(ns, &stack.name)
             .into_iter()
@@ -112,25 +116,54 @@ impl Adoptions {
                     .functions
                     .get(&ObjectRef::<NetworkFunction>::new(&name).within(ns))
             })
-            .map(|f| {
-                let on_way = f
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.deployed_with.as_ref())
-                    .is_some_and(|d| {
-                        d.stack.version == stack.version
-                            && d.stack.digest == stack.digest
-                            && d.ready_at.is_none()
-                    });
-                (f.name_any(), on_way)
-            })
             .collect();
         let rollout = ctx
             .stores
             .stacks
             .get(&ObjectRef::<Stack>::new(&stack.name).within(ns))
-            .and_then(|s| s.spec.consumer_rollout.clone());
-        let budget = rollout_budget(rollout.as_ref(), consumers.len());
+            .and_then(|s| s.spec.consumer_rollout.clone())
+            .unwrap_or_default();
+        let target = Target {
+            version: &stack.version,
+            digest: &stack.digest,
+        };
+        let plan = match waves::plan(&rollout, &consumers, &target) {
+            Ok(plan) => plan,
+            // Fail closed: the Stack reports the bad selector.
+            Err(error) => return Turn::Halted(error.to_string()),
+        };
+        if plan.halted() {
+            return Turn::Halted(plan.halt_message(&stack.name, &stack.version));
+        }
+        let me = nf.name_any();
+        let (Some(mine), Some(current)) = (plan.step_of(&me), plan.current) else {
+            return Turn::Admitted;
+        };
+        if mine > current {
+            let step = &plan.steps[current];
+            let done = step
+                .members
+                .values()
+                .filter(|s| matches!(s, Standing::Adopted | Standing::Excluded))
+                .count();
+            return Turn::Waiting {
+                step: step.name.clone().unwrap_or_default(),
+                done,
+                total: step.members.len(),
+            };
+        }
+        let step = &plan.steps[mine];
+        let members: BTreeMap<String, bool> = step
+            .members
+            .iter()
+            .filter(|(_, s)| **s != Standing::Excluded)
+            .map(|(name, s)| (name.clone(), *s == Standing::Moving))
+            .collect();
+        let max = step
+            .max_concurrent
+            .as_ref()
+            .unwrap_or(&rollout.max_concurrent);
+        let budget = waves::concurrency_budget(max, members.len());
         let mut moving = self.moving.lock().await;
         // Earlier versions of this Stack that nobody moves to any more are over.
         moving.retain(|(n, s, v), admission| {
@@ -139,7 +172,7 @@ impl Adoptions {
         moving
             .entry((ns.to_string(), stack.name.clone(), stack.version.clone()))
             .or_default()
-            .admit(&nf.name_any(), &consumers, budget)
+            .admit(&me, &members, budget)
     }
 
     /// Releases `nf`'s admission once it is Ready on `version` of `stack`
@@ -161,16 +194,20 @@ impl Adoptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
     #[test]
     fn budgets() {
         let pct = |s: &str| {
             Some(ConsumerRollout {
                 max_concurrent: IntOrString::String(s.into()),
+                ..ConsumerRollout::default()
             })
         };
         let int = |n| {
             Some(ConsumerRollout {
                 max_concurrent: IntOrString::Int(n),
+                ..ConsumerRollout::default()
             })
         };
         assert_eq!(rollout_budget(None, 10), 3, "default 25% of 10 rounds up");

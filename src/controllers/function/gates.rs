@@ -10,8 +10,8 @@ use std::{ops::ControlFlow, time::Duration};
 use kube::runtime::controller::Action;
 
 use super::{
-    Context, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, adoption::Turn, records::LedgerEnd,
-    resolve, rollout,
+    ADOPTION_HALTED, Context, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, adoption::Turn,
+    records::LedgerEnd, resolve, rollout,
 };
 use crate::{
     Error, Result,
@@ -19,7 +19,7 @@ use crate::{
         NetworkFunction, NetworkFunctionStatus,
         function::{Provenance, UpdatePolicy},
     },
-    controllers::conditions,
+    controllers::{conditions, waves},
     render::function::ResolvedStack,
 };
 
@@ -168,27 +168,33 @@ pub(super) async fn adoption_turn(
         .last()
         .map(super::records::provenance)
         .or_else(|| status.deployed_with.clone());
-    if !current.is_some_and(|current| only_the_stack_moved(&current, target)) {
+    if !current.is_some_and(|current| waves::moved(&current, target)) {
         return ControlFlow::Continue(());
     }
-    let Turn::Queued {
-        moving,
-        total,
-        budget,
-    } = ctx.state.adoptions.request(ctx, nf, ns, stack).await
-    else {
-        return ControlFlow::Continue(());
+    let (reason, message) = match ctx.state.adoptions.request(ctx, nf, ns, stack).await {
+        Turn::Admitted => return ControlFlow::Continue(()),
+        Turn::Queued {
+            moving,
+            total,
+            budget,
+        } => (
+            QUEUED,
+            format!(
+                "queued to adopt stack {} {}: {moving} of {total} consumers are moving now and consumerRollout.maxConcurrent allows {budget}",
+                stack.name, stack.version
+            ),
+        ),
+        Turn::Waiting { step, done, total } => (
+            QUEUED,
+            format!(
+                "queued to adopt stack {} {}: waiting for step {step} to complete ({done} of {total} consumers run it and are Ready)",
+                stack.name, stack.version
+            ),
+        ),
+        Turn::Halted(why) => (ADOPTION_HALTED, why),
     };
-    let message = format!(
-        "queued to adopt stack {} {}: {moving} of {total} consumers are moving now and consumerRollout.maxConcurrent allows {budget}",
-        stack.name, stack.version
-    );
-    conditions::progressing(
-        &mut status.conditions,
-        QUEUED,
-        message,
-        nf.metadata.generation,
-    );
+    let generation = nf.metadata.generation;
+    conditions::progressing(&mut status.conditions, reason, message, generation);
     ControlFlow::Break(Action::requeue(QUEUED_RECHECK))
 }
 
@@ -215,16 +221,6 @@ async fn closed(
         return Ok(Action::requeue(WAITING_RECHECK));
     }
     rollout::follow(nf, ctx, ns, status, blocked).await
-}
-
-/// Whether rolling out `target` after `current` only moves the function to
-/// another revision of its Stack.
-pub(super) fn only_the_stack_moved(current: &Provenance, target: &Provenance) -> bool {
-    current.version == target.version
-        && current.image == target.image
-        && current.config_digest == target.config_digest
-        && current.stack.name == target.stack.name
-        && current.stack != target.stack
 }
 
 #[cfg(test)]

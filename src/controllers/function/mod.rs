@@ -128,10 +128,16 @@ pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     ctx.forget(nf);
 }
 
-/// Whether `nf` is queued to adopt a new Stack version.
+/// Reason of Reconciling while a consumer waits because the adoption of
+/// its Stack's version halted (`consumerRollout.maxFailures`).
+pub use super::waves::ADOPTION_HALTED;
+
+/// Whether `nf` waits for its turn to adopt a new Stack version (queued
+/// behind others, an earlier step, or a halted adoption).
 pub fn queued(nf: &NetworkFunction) -> bool {
     nf.status.as_ref().is_some_and(|s| {
-        conditions::get(&s.conditions, conditions::RECONCILING).is_some_and(|c| c.reason == QUEUED)
+        conditions::get(&s.conditions, conditions::RECONCILING)
+            .is_some_and(|c| c.reason == QUEUED || c.reason == ADOPTION_HALTED)
     })
 }
 
@@ -243,9 +249,9 @@ mod tests {
         let mut moved = current.clone();
         moved.stack.version = "1.1.0".into();
         moved.stack.digest = "sha256:b".into();
-        assert!(gates::only_the_stack_moved(&current, &moved));
+        assert!(crate::controllers::waves::moved(&current, &moved));
         assert!(
-            !gates::only_the_stack_moved(&current, &current),
+            !crate::controllers::waves::moved(&current, &current),
             "nothing moved"
         );
         let changes: [fn(&mut Provenance); 4] = [
@@ -258,7 +264,7 @@ mod tests {
             let mut respec = moved.clone();
             change(&mut respec);
             assert!(
-                !gates::only_the_stack_moved(&current, &respec),
+                !crate::controllers::waves::moved(&current, &respec),
                 "a change of the function's own spec: {respec:?}"
             );
         }

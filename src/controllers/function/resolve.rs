@@ -10,7 +10,7 @@ use super::Context;
 use crate::{
     Error, Result,
     api::{NetworkFunction, Stack, function::Dependency},
-    controllers::conditions,
+    controllers::{conditions, waves},
     render::function::ResolvedStack,
 };
 
@@ -79,7 +79,7 @@ pub fn stack_resolution(
         }));
     };
     let current = status.observed_generation == stack.metadata.generation;
-    if !current || !conditions::is_true(&status.conditions, conditions::READY) {
+    if !current || !waves::applied(&status.conditions) {
         let why = conditions::get(&status.conditions, conditions::READY)
             .map(|c| c.message.clone())
             .unwrap_or_else(|| "not reconciled yet".into());

@@ -20,7 +20,7 @@ use crate::{
     api::{NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance},
     controllers::{
         apply::{ChildWrite, Live, apply_child},
-        conditions,
+        conditions, waves,
     },
     render::function::{Children, ResolvedStack},
 };
@@ -255,7 +255,7 @@ pub(super) async fn follow(
         Rollout::Failed(why) => {
             conclude(ctx, nf, ns, deployed, Outcome::Failed).await?;
             let message = format!("{summary}: {why}");
-            conditions::stalled(conds, "RolloutFailed", message, generation);
+            conditions::stalled(conds, waves::ROLLOUT_FAILED, message, generation);
             Ok(Action::requeue(ctx.settings.resync_interval))
         }
     }

@@ -12,7 +12,10 @@ use std::{
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Context, locked};
-use crate::api::{NetworkFunction, Stack, StackStatus, stack::Consumers};
+use crate::api::{
+    NetworkFunction, Stack, StackStatus,
+    stack::{AdoptionStatus, Consumers},
+};
 
 /// Consumer counts alone are written at most this often per Stack: while a
 /// hundred consumers adopt a version, one write a second says how far they
@@ -109,10 +112,20 @@ pub(super) fn status_written(ctx: &Context, uid: String) {
     locked(&ctx.state.last_status_write).insert(uid, Instant::now());
 }
 
-/// Whether `new` differs from `old` in the consumer counts alone.
+/// Whether `new` differs from `old` in the consumer counts alone (the
+/// adoption's counts included, not its phase, step or failures).
 fn only_counts_changed(old: &StackStatus, new: &StackStatus) -> bool {
+    let rollout = match (&old.rollout, &new.rollout) {
+        (Some(old), Some(new)) => Some(AdoptionStatus {
+            adopted: old.adopted,
+            pending: old.pending,
+            ..new.clone()
+        }),
+        (_, new) => new.clone(),
+    };
     StackStatus {
         consumers: old.consumers.clone(),
+        rollout,
         ..new.clone()
     } == *old
 }

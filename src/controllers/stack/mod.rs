@@ -16,11 +16,14 @@
 //!    named ([`write`]);
 //! 7. records what was applied in the status ([`history`]);
 //! 8. counts the consumers, coalescing writes of the counts alone, and
-//!    sets their metrics ([`consumers`]).
+//!    sets their metrics ([`consumers`]);
+//! 9. reports how the consumers adopt the applied version, in waves,
+//!    halting when too many fail on it ([`adoption`]).
 //!
 //! The skeleton around it ([`skeleton`]) marks spec errors Stalled,
 //! publishes failures once and writes the status only when it changed.
 
+mod adoption;
 mod consumers;
 mod drift;
 mod finalize;
@@ -138,6 +141,7 @@ impl Reconciler for Stacks {
         status.consumers = Some(counted);
         applied?;
         announce_applied(stack, ctx, status, before.as_deref()).await;
+        adoption::report(stack, ctx, ns, status)?;
         Ok(Action::requeue(ctx.settings.resync_interval))
     }
 
@@ -157,7 +161,7 @@ impl Reconciler for Stacks {
         ctx: &Context,
         stack: &Stack,
         ns: &str,
-        _old: &StackStatus,
+        old: &StackStatus,
         new: &StackStatus,
         written: bool,
     ) {
@@ -165,6 +169,7 @@ impl Reconciler for Stacks {
             consumers::status_written(ctx, stack.uid().unwrap_or_default());
         }
         consumers::record_metrics(ctx, ns, stack, new);
+        adoption::record_metrics(ctx, ns, stack, old.rollout.as_ref(), new.rollout.as_ref());
     }
 
     /// A Stalled Stack whose fix is made outside it (granting the
@@ -196,6 +201,9 @@ pub fn forget(ctx: &Context, stack: &Stack) {
     locked(&ctx.state.fingerprints).retain(|(owner, _), _| owner != &uid);
     locked(&ctx.state.last_drift_check).remove(&uid);
     locked(&ctx.state.last_status_write).remove(&uid);
+    let rollout = stack.status.as_ref().and_then(|s| s.rollout.as_ref());
+    let ns = stack.namespace().unwrap_or_default();
+    adoption::record_metrics(ctx, &ns, stack, rollout, None);
 }
 
 /// The map behind `mutex`: no code panics while holding one, and a map
