@@ -10,6 +10,8 @@
 //! | Reconciling=True (Ready=False)            | Progressing | InProgress |
 //! | spec not yet observed (generation ahead)  | Progressing | InProgress |
 //! | Stalled=True                              | Degraded    | Failed     |
+//! | Stack adopting (Reconciling, Adopting)    | Progressing | InProgress |
+//! | Stack adoption halted (Stalled)           | Degraded    | Failed     |
 //! | DeploymentRecord Succeeded / Superseded   | Healthy     | Current    |
 //! | DeploymentRecord Progressing              | Progressing | InProgress |
 //! | DeploymentRecord Failed                   | Degraded    | Failed     |
@@ -565,6 +567,49 @@ async fn rollouts_in_progress_then_failed() {
     let record = t.wait_record("stuck", "1.0.0", "Failed").await;
     let (argo, _) = assert_verdicts("DeploymentRecord", &record, "Degraded", "Failed");
     assert_eq!(argo.message, condition_message(&record, "Stalled"));
+    t.finish().await;
+}
+
+/// A Stack whose consumers adopt its new version is Progressing /
+/// InProgress; when the consumer fails on it (no room for the new pod of
+/// its rolling update, so it exceeds its 10 s progress deadline), the
+/// adoption halts and the Stack is Degraded / Failed, with its message.
+#[tokio::test]
+async fn adoptions_in_progress_then_halted() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
+    let mut t = World::start("gitops-adoption").await;
+    t.apply("Stack", "base", stack_spec("1.0.0")).await;
+    let mut spec = function_spec("1.0.0", "base", json!([]));
+    spec["progressDeadlineSeconds"] = json!(10);
+    t.apply("NetworkFunction", "mover", spec).await;
+    t.wait_condition("NetworkFunction", "mover", "Ready", "True", "RolledOut")
+        .await;
+    let quotas: Api<ResourceQuota> = t.ns.api();
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "1"}},
+    }))
+    .expect("a ResourceQuota");
+    quotas
+        .create(&Default::default(), &quota)
+        .await
+        .expect("create the ResourceQuota");
+
+    t.apply("Stack", "base", stack_spec("1.1.0")).await;
+    let stack = t
+        .wait_condition("Stack", "base", "Reconciling", "True", "Adopting")
+        .await;
+    let (argo, _) = assert_verdicts("Stack", &stack, "Progressing", "InProgress");
+    assert_eq!(argo.message, condition_message(&stack, "Reconciling"));
+
+    let stack = t
+        .wait_condition("Stack", "base", "Stalled", "True", "AdoptionHalted")
+        .await;
+    let (argo, kstat) = assert_verdicts("Stack", &stack, "Degraded", "Failed");
+    assert_eq!(argo.message, condition_message(&stack, "Stalled"));
+    assert_eq!(kstat.message, condition_message(&stack, "Stalled"));
+    assert!(argo.message.contains("mover (record "), "{}", argo.message);
     t.finish().await;
 }
 
