@@ -15,6 +15,10 @@
 //! Scale: 40 functions and 5 kills by default (CI); 200 functions and 20
 //! kills with `STRATA_FAULT_FULL=1` (`hack/fault-suite`).
 //!
+//! A second scenario ([`waves`]) kills the operator while a Stack version
+//! that breaks its consumers is adopted in waves, halts after the canary,
+//! and is fixed forward.
+//!
 //! What is checked after convergence is listed in [`declared`]; throughout
 //! the run, a watch checks the adoption budget ([`adoption`]); and once
 //! converged, nothing may move any more over one resync. The figures (kills,
@@ -24,6 +28,7 @@
 mod adoption;
 mod declared;
 mod plan;
+mod waves;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

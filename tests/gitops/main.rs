@@ -579,7 +579,7 @@ async fn adoptions_in_progress_then_halted() {
     if !strata_testkit::plane_available() {
         return;
     }
-    let mut t = World::start("gitops-adoption").await;
+    let t = World::start("gitops-adoption").await;
     t.apply("Stack", "base", stack_spec("1.0.0")).await;
     let mut spec = function_spec("1.0.0", "base", json!([]));
     spec["progressDeadlineSeconds"] = json!(10);

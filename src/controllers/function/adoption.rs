@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use tokio::sync::Mutex;
 
-use super::Context;
+use super::{Context, records};
 use crate::controllers::waves::{self, Standing, Target};
 use crate::{
+    Result,
     api::{NetworkFunction, Stack, stack::ConsumerRollout},
     render::function::ResolvedStack,
 };
@@ -106,7 +107,7 @@ impl Adoptions {
         nf: &NetworkFunction,
         ns: &str,
         stack: &ResolvedStack,
-    ) -> Turn {
+    ) -> Result<Turn> {
         let consumers: Vec<_> = ctx
             .relations
             .consumers_of(ns, &stack.name)
@@ -130,14 +131,14 @@ impl Adoptions {
         let plan = match waves::plan(&rollout, &consumers, &target) {
             Ok(plan) => plan,
             // Fail closed: the Stack reports the bad selector.
-            Err(error) => return Turn::Halted(error.to_string()),
+            Err(error) => return Ok(Turn::Halted(error.to_string())),
         };
         if plan.halted() {
-            return Turn::Halted(plan.halt_message(&stack.name, &stack.version));
+            return Ok(Turn::Halted(plan.halt_message(&stack.name, &stack.version)));
         }
         let me = nf.name_any();
         let (Some(mine), Some(current)) = (plan.step_of(&me), plan.current) else {
-            return Turn::Admitted;
+            return Ok(Turn::Admitted);
         };
         if mine > current {
             let step = &plan.steps[current];
@@ -146,11 +147,11 @@ impl Adoptions {
                 .values()
                 .filter(|s| matches!(s, Standing::Adopted | Standing::Excluded))
                 .count();
-            return Turn::Waiting {
+            return Ok(Turn::Waiting {
                 step: step.name.clone().unwrap_or_default(),
                 done,
                 total: step.members.len(),
-            };
+            });
         }
         let step = &plan.steps[mine];
         let members: BTreeMap<String, bool> = step
@@ -169,10 +170,19 @@ impl Adoptions {
         moving.retain(|(n, s, v), admission| {
             n != ns || *s != stack.name || *v == stack.version || !admission.admitted.is_empty()
         });
-        moving
-            .entry((ns.to_string(), stack.name.clone(), stack.version.clone()))
-            .or_default()
-            .admit(&me, &members, budget)
+        let key = (ns.to_string(), stack.name.clone(), stack.version.clone());
+        if !moving.contains_key(&key) {
+            // A killed predecessor may have admitted consumers whose status
+            // does not show it yet; their records do.
+            let admitted = records::rolling_out_on(ctx, ns, stack).await?;
+            let seeded = Admission {
+                admitted,
+                ..Admission::default()
+            };
+            moving.insert(key.clone(), seeded);
+        }
+        let admission = moving.entry(key).or_default();
+        Ok(admission.admit(&me, &members, budget))
     }
 
     /// Releases `nf`'s admission once it is Ready on `version` of `stack`

@@ -160,7 +160,7 @@ pub(super) async fn adoption_turn(
     stack: &ResolvedStack,
     target: &Provenance,
     end: &LedgerEnd,
-) -> ControlFlow<Action> {
+) -> Result<ControlFlow<Action>> {
     // What the function runs as far as its records tell: a killed
     // predecessor may have started rollouts it never wrote into the status.
     let current = end
@@ -169,10 +169,10 @@ pub(super) async fn adoption_turn(
         .map(super::records::provenance)
         .or_else(|| status.deployed_with.clone());
     if !current.is_some_and(|current| waves::moved(&current, target)) {
-        return ControlFlow::Continue(());
+        return Ok(ControlFlow::Continue(()));
     }
-    let (reason, message) = match ctx.state.adoptions.request(ctx, nf, ns, stack).await {
-        Turn::Admitted => return ControlFlow::Continue(()),
+    let (reason, message) = match ctx.state.adoptions.request(ctx, nf, ns, stack).await? {
+        Turn::Admitted => return Ok(ControlFlow::Continue(())),
         Turn::Queued {
             moving,
             total,
@@ -195,7 +195,7 @@ pub(super) async fn adoption_turn(
     };
     let generation = nf.metadata.generation;
     conditions::progressing(&mut status.conditions, reason, message, generation);
-    ControlFlow::Break(Action::requeue(QUEUED_RECHECK))
+    Ok(ControlFlow::Break(Action::requeue(QUEUED_RECHECK)))
 }
 
 /// A closed gate: a function that never ran waits (Reconciling, `reason`);

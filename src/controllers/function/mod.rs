@@ -22,6 +22,7 @@ use kube::{
 use super::{
     conditions,
     skeleton::{self, Reconciler},
+    waves,
 };
 use crate::{
     Error, Result,
@@ -105,9 +106,23 @@ impl Reconciler for Functions {
         ns: &str,
         old: &NetworkFunctionStatus,
         new: &NetworkFunctionStatus,
-        _written: bool,
+        written: bool,
     ) {
         metrics::update(ctx, nf, ns, old, new);
+        // The adoption slot is freed only once the status that says the
+        // rollout concluded is written: until then, the function still
+        // counts as moving for anyone reading its status.
+        if let Some(deployed) = new.deployed_with.as_ref().filter(|_| written)
+            && (deployed.ready_at.is_some()
+                || conditions::get(&new.conditions, conditions::STALLED)
+                    .is_some_and(|c| c.status == "True" && c.reason == waves::ROLLOUT_FAILED))
+        {
+            let stack = &deployed.stack;
+            ctx.state
+                .adoptions
+                .release(&nf.name_any(), ns, &stack.name, &stack.version)
+                .await;
+        }
     }
 }
 
@@ -171,7 +186,7 @@ async fn converge(
     if new_rollout {
         let recorded = status.deployed_with.as_ref().map(|d| d.record.clone());
         let end = records::ledger_end(ctx, nf, ns, &target, recorded.as_deref()).await?;
-        pass!(gates::adoption_turn(nf, ctx, ns, status, &stack, &target, &end).await);
+        pass!(gates::adoption_turn(nf, ctx, ns, status, &stack, &target, &end).await?);
         rollout::start(nf, ctx, ns, status, target, &stack, end).await?;
     }
     rollout::apply_children(nf, ctx, ns, &children).await?;

@@ -2,7 +2,7 @@
 //! deterministically so that a restarted operator finds, rather than
 //! duplicates, the record of a rollout it had started.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use kube::{
     Resource, ResourceExt,
@@ -17,7 +17,11 @@ use crate::{
         record::FunctionRef,
     },
     controllers::{apply::write_status, conditions},
-    render::{digest::short_hash, function::image_pinned, label_value},
+    render::{
+        digest::short_hash,
+        function::{ResolvedStack, image_pinned},
+        label_value,
+    },
 };
 
 use super::{Context, MANAGER};
@@ -239,6 +243,35 @@ pub async fn ensure(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The functions whose rollout onto `stack` (this version and digest) has
+/// started and not concluded, as their records say: their statuses may not
+/// say so yet, when the process that started them was killed first.
+pub async fn rolling_out_on(
+    ctx: &Context,
+    ns: &str,
+    stack: &ResolvedStack,
+) -> Result<BTreeSet<String>> {
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "{LABEL_STACK}={},{LABEL_STACK_VERSION}={}",
+        label_value(&stack.name),
+        label_value(&stack.version)
+    );
+    let records = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(records
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.spec.stack.version == stack.version
+                && r.spec.stack.digest == stack.digest
+                && r.status
+                    .as_ref()
+                    .is_none_or(|s| s.outcome == Outcome::Progressing)
+        })
+        .map(|r| r.spec.network_function.name)
+        .collect())
 }
 
 /// Moves the record named `name` to `outcome` unless it is already final.

@@ -295,22 +295,17 @@ async fn deployment_rollout(
     Ok((live, rollout))
 }
 
-/// Writes the outcome of `deployed`'s rollout into its record, and frees
-/// the function's adoption slot.
+/// Writes the outcome of `deployed`'s rollout into its record. (Its
+/// adoption slot is freed once the status saying so is written: see
+/// [`super::Functions::settled`].)
 async fn conclude(
     ctx: &Context,
-    nf: &NetworkFunction,
+    _nf: &NetworkFunction,
     ns: &str,
     deployed: &Provenance,
     outcome: Outcome,
 ) -> Result<()> {
-    records::conclude(ctx, ns, &deployed.record, outcome).await?;
-    let stack = &deployed.stack;
-    ctx.state
-        .adoptions
-        .release(&nf.name_any(), ns, &stack.name, &stack.version)
-        .await;
-    Ok(())
+    records::conclude(ctx, ns, &deployed.record, outcome).await
 }
 
 /// The state of a Deployment's rollout of its current template.
