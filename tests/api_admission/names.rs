@@ -69,7 +69,8 @@ async fn strata_names_collide_with_no_served_kind() {
     let mut collisions = Vec::new();
     for crd in strata::api::crds() {
         let names = &crd.spec.names;
-        let ours = [&names.plural, &names.kind.to_lowercase()]
+        let kind = names.kind.to_lowercase();
+        let ours = [&names.plural, &kind]
             .into_iter()
             .chain(names.singular.as_ref())
             .chain(names.short_names.iter().flatten());

@@ -80,21 +80,20 @@ pub async fn run(args: Args) -> Result<Verdict> {
 /// holds `name` (a missing object is reported there as not found).
 async fn namespace_of(cluster: &Cluster, kind: Kind, name: &str) -> Result<String> {
     use crate::api::{NetworkFunction, ServiceChain, Stack};
-    let located = match &cluster.scope {
-        Scope::Namespace(namespace) => return Ok(namespace.clone()),
-        Scope::All => match kind {
-            Kind::Nf => cluster
-                .locate::<NetworkFunction>(kind.noun(), name)
-                .await
-                .map(ns_of),
-            Kind::Stack => cluster.locate::<Stack>(kind.noun(), name).await.map(ns_of),
-            Kind::Chain => cluster
-                .locate::<ServiceChain>(kind.noun(), name)
-                .await
-                .map(ns_of),
-        },
-    };
-    located
+    if let Scope::Namespace(namespace) = &cluster.scope {
+        return Ok(namespace.clone());
+    }
+    match kind {
+        Kind::Nf => cluster
+            .locate::<NetworkFunction>(kind.noun(), name)
+            .await
+            .map(ns_of),
+        Kind::Stack => cluster.locate::<Stack>(kind.noun(), name).await.map(ns_of),
+        Kind::Chain => cluster
+            .locate::<ServiceChain>(kind.noun(), name)
+            .await
+            .map(ns_of),
+    }
 }
 
 fn ns_of<K: kube::ResourceExt>(object: K) -> String {
