@@ -45,6 +45,9 @@ FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="strata" \
       org.opencontainers.image.description="Kubernetes operator for versioned infrastructure stacks, network functions and service chains" \
       org.opencontainers.image.licenses="Apache-2.0"
+# The same binary is the kubectl plugin (`kubectl strata trace nf upf`):
+#   docker create --name strata-cli IMAGE && docker cp strata-cli:/strata kubectl-strata
+# then put kubectl-strata on PATH (README, "The strata command for people").
 COPY --from=builder /strata /strata
 # distroless "nonroot": UID and GID 65532, as the Helm chart and deploy/ expect.
 USER 65532:65532

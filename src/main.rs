@@ -1,8 +1,8 @@
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata::{
-    operator,
+    cli, operator,
     runtime::{settings::Settings, telemetry},
 };
 
@@ -22,11 +22,16 @@ enum Command {
     Crds,
     /// Print the version of this build.
     Version,
+    #[command(flatten)]
+    People(cli::Command),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match Cli::parse().command {
+    // Installed as `kubectl-strata`, help and errors say `kubectl strata`.
+    let matches = Cli::command().bin_name(cli::program_name()).get_matches();
+    let parsed = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match parsed.command {
         Command::Run(settings) => {
             telemetry::init(&settings);
             tracing::info!(
@@ -53,5 +58,6 @@ async fn main() -> std::process::ExitCode {
             println!("strata {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
+        Command::People(command) => cli::run(command).await,
     }
 }

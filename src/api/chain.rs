@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
     kind = "ServiceChain",
     namespaced,
     status = "ServiceChainStatus",
-    shortname = "sc",
+    shortname = "chain",
     category = "strata",
     doc = "An ordered chain of NetworkFunctions: traffic enters the first hop and each hop forwards to the next.",
     printcolumn(

@@ -2,9 +2,11 @@
 //! the committed CRDs (no controllers needed): the examples are accepted
 //! ([`examples`]), bad input is refused with the field path and message the
 //! user sees ([`refusals`]), records are immutable, and `kubectl explain`
-//! shows the field documentation.
+//! shows the field documentation; no Strata name shadows a served kind
+//! ([`names`]).
 
 mod examples;
+mod names;
 mod refusals;
 
 use std::time::Duration;

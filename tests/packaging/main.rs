@@ -11,6 +11,7 @@
 mod admission;
 mod chart;
 mod image;
+mod krew;
 mod kustomize;
 mod operator_rbac;
 mod rbac;
