@@ -125,7 +125,7 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
-    ctx.forget(nf);
+    skeleton::forget::<Functions>(ctx, nf);
 }
 
 /// Whether `nf` is queued to adopt a new Stack version.
