@@ -55,6 +55,17 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
     let standby_addr = standby.metrics_addr().await;
     wait_for_readyz(leader_addr, "ready: leading").await;
     wait_for_readyz(standby_addr, "ready: standby").await;
+    // strata_leading tells them apart (the dashboard's leader panel and the
+    // no-leader alert read it).
+    for (addr, leading) in [(leader_addr, 1.0), (standby_addr, 0.0)] {
+        let (_, metrics) = strata_testkit::http_get(addr, "/metrics");
+        assert!(metrics.contains("\nstrata_leading "), "{metrics}");
+        assert_eq!(
+            strata_testkit::metric_sum(&metrics, "strata_leading", &[]),
+            leading,
+            "strata_leading of {addr}"
+        );
+    }
 
     // A Stack and a NetworkFunction become Ready: the leader's doing alone.
     apply_edge_stack(&ns, "1.0.0").await;

@@ -175,6 +175,38 @@ kstatus_cache_name() {
   echo "kstatus-$KSTATUS_CLI_UTILS_VERSION-$digest"
 }
 
+# prometheus_release: the Prometheus release of module PROMETHEUS_VERSION
+# (v0.316.0 is 3.16.0).
+prometheus_release() {
+  local minor patch
+  minor=${PROMETHEUS_VERSION#v0.}
+  patch=${minor#*.}
+  minor=${minor%%.*}
+  echo "$((minor / 100)).$((minor % 100)).$patch"
+}
+
+# build_prometheus_into: prometheus and promtool from the Prometheus module
+# (no replace or exclude directives, so `go install module@version` builds
+# them as released), with the version ldflags of its Makefile (promu). The
+# tag remove_all_sd leaves out every service discovery but the file and
+# HTTP ones: a test Prometheus scrapes static targets, and the cloud SDKs
+# would triple the build. A private build cache, dropped afterwards: nothing
+# else links these packages, and the binaries are what is kept.
+build_prometheus_into() {
+  local out=$1 release pkg=github.com/prometheus/common/version
+  release=$(prometheus_release)
+  mkdir -p "$out/bin"
+  ( go_env && export GOCACHE="$out/.gocache" GOBIN="$out/bin" \
+      && go install -trimpath -tags remove_all_sd -ldflags "-s -w \
+      -X $pkg.Version=$release -X $pkg.Revision=$PROMETHEUS_VERSION -X $pkg.Branch=HEAD \
+      -X $pkg.BuildUser=strata -X $pkg.BuildDate=19700101-00:00:00" \
+      "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+      "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" )
+  rm -rf "$out/.gocache"
+  "$out/bin/promtool" --version | grep -q "version $release"
+  "$out/bin/prometheus" --version | grep -q "version $release"
+}
+
 # build_all: everything `up` needs, cold or warm.
 build_all() {
   KUBE_VERSION=$(select_kube_version)
@@ -183,9 +215,11 @@ build_all() {
   in_scratch "k8s-$KUBE_VERSION" build_kube_into
   in_scratch "helm-$HELM_VERSION" build_helm_into
   in_scratch "$(kstatus_cache_name)" build_kstatus_into
+  in_scratch "prometheus-$PROMETHEUS_VERSION" build_prometheus_into
   KUBE_BIN="$STRATA_CACHE/k8s-$KUBE_VERSION/bin"
   ETCD_BIN="$STRATA_CACHE/etcd-$ETCD_VERSION/bin"
   KWOK_DIR="$STRATA_CACHE/kwok-$KWOK_VERSION"
   HELM_BIN="$STRATA_CACHE/helm-$HELM_VERSION/bin"
   KSTATUS_BIN="$STRATA_CACHE/$(kstatus_cache_name)/bin"
+  PROMETHEUS_BIN="$STRATA_CACHE/prometheus-$PROMETHEUS_VERSION/bin"
 }

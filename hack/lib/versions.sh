@@ -13,3 +13,6 @@ HELM_VERSION="v3.22.0"
 # version list (403), so `go list -m -versions` cannot show the newest;
 # v0.37.2 (2024-07-08) resolves and builds with go1.26.
 KSTATUS_CLI_UTILS_VERSION="v0.37.2"
+# Prometheus and promtool (the dashboard's queries and the alert rules,
+# tests/monitoring.rs and hack/test): module v0.X.Y is Prometheus 3.X.Y.
+PROMETHEUS_VERSION="v0.316.0"

@@ -107,7 +107,7 @@ pub fn error_policy(chain: Arc<ServiceChain>, error: &Error, ctx: Ctx) -> Action
 /// Forgets what this process remembers of a deleted chain (its policies go
 /// with it, and its hops rewire themselves).
 pub fn forget(ctx: &Context, chain: &ServiceChain) {
-    ctx.forget(chain);
+    skeleton::forget::<Chains>(ctx, chain);
 }
 
 /// Observes the hops, then realises isolation; sets status and conditions.

@@ -166,7 +166,35 @@ async fn run<R: Reconciler>(obj: &R::Kind, ctx: &Context<R::State>) -> Result<Ac
         written = true;
     }
     R::settled(ctx, obj, &ns, &old, &status, written).await;
+    ctx.metrics.readiness(
+        &R::Kind::kind(&()),
+        &ns,
+        obj.meta().name.as_deref().unwrap_or_default(),
+        not_ready_reason::<R>(&old),
+        not_ready_reason::<R>(&status),
+    );
     result
+}
+
+/// The reason of a Ready condition that is not True, if so.
+fn not_ready_reason<R: Reconciler>(status: &R::Status) -> Option<&str> {
+    conditions::get(R::conditions(status), conditions::READY)
+        .filter(|c| c.status != "True")
+        .map(|c| c.reason.as_str())
+}
+
+/// Forgets what the skeleton told Prometheus about a deleted object, and
+/// everything the context remembers of it ([`Context::forget`]).
+pub fn forget<R: Reconciler>(ctx: &Context<R::State>, obj: &R::Kind) {
+    let status: R::Status = ctx.fresh_status(obj, R::status(obj));
+    ctx.metrics.readiness(
+        &R::Kind::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+        not_ready_reason::<R>(&status),
+        None,
+    );
+    ctx.forget(obj);
 }
 
 /// Publishes one Warning Event for each of `R::FAILURES` that turned to

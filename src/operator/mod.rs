@@ -90,6 +90,7 @@ async fn run_alone(process: Process) -> RunResult {
         process.client.clone(),
         process.health.clone(),
     ));
+    process.metrics.leads();
     let _ = term(process, futures::future::pending()).await;
     Ok(())
 }
@@ -103,6 +104,8 @@ async fn run_elected(process: Process) -> RunResult {
     );
     let fence = process.fence.clone();
     let (health, shutdown) = (process.health.clone(), process.shutdown.clone());
+    let metrics = process.metrics.clone();
+    metrics.stands_by();
     loop {
         tokio::select! {
             () = leader::lead(&elector, &health, &fence) => {}
@@ -114,6 +117,7 @@ async fn run_elected(process: Process) -> RunResult {
             }
         }
         tracing::info!(identity = elector.identity(), "became leader");
+        metrics.leads();
         // Ready again once the caches of this new term have synced.
         health.set(Readiness::Starting);
         let lost = leader::keep_leading(elector.clone(), health.clone(), fence.clone());
@@ -122,6 +126,7 @@ async fn run_elected(process: Process) -> RunResult {
         // stopped by now, so a standby that takes over does not overlap with
         // them; a write of theirs still under way was fenced.
         fence.close();
+        metrics.stands_by();
         match ended {
             TermEnd::Shutdown => {
                 leader::step_down(&elector).await;

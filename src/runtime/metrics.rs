@@ -1,7 +1,8 @@
 //! Prometheus metrics. The names are normative (see the API contract).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric Strata exports, registered in one registry.
@@ -27,6 +28,12 @@ pub struct Metrics {
     /// Mutating API requests by method and outcome: `sent`, or `fenced`
     /// (refused locally: this replica's leader term had ended).
     pub api_writes: IntCounterVec,
+    /// 1 while an object's Ready condition is False, labelled with its
+    /// reason; no series while it is Ready.
+    pub not_ready: IntGaugeVec,
+    /// 1 while this replica reconciles (it holds the lease, or runs without
+    /// leader election), 0 while it starts or stands by.
+    pub leading: IntGauge,
 }
 
 impl Default for Metrics {
@@ -106,8 +113,61 @@ impl Metrics {
                 "Mutating API requests by method and outcome (sent, or fenced: refused outside a leader term)",
                 &["method", "outcome"],
             ),
-            registry,
+            not_ready: gauge(
+                r,
+                "strata_not_ready",
+                "1 while an object's Ready condition is False, with its reason",
+                &["kind", "namespace", "name", "reason"],
+            ),
+            leading: registered(
+                r,
+                IntGauge::new(
+                    "strata_leading",
+                    "1 while this replica reconciles (leader, or no leader election), 0 while it stands by",
+                )
+                .expect("valid metric"),
+            ),
+            registry: with_process_metrics(registry),
         }
+    }
+
+    /// Records whether `kind` `namespace/name` is Ready now (`None`) or not,
+    /// and why; `was` is the reason it was not Ready before, if so.
+    pub fn readiness(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        was: Option<&str>,
+        is: Option<&str>,
+    ) {
+        if let Some(was) = was
+            && Some(was) != is
+        {
+            let _ = self
+                .not_ready
+                .remove_label_values(&[kind, namespace, name, was]);
+        }
+        if let Some(is) = is {
+            self.not_ready
+                .with_label_values(&[kind, namespace, name, is])
+                .set(1);
+        }
+    }
+
+    /// This replica reconciles from now on.
+    pub fn leads(&self) {
+        self.leading.set(1);
+    }
+
+    /// This replica stopped reconciling (its term ended): it no longer
+    /// speaks for the objects, so the per-object gauges are cleared; the next
+    /// term's reconciles set them again.
+    pub fn stands_by(&self) {
+        self.leading.set(0);
+        self.not_ready.reset();
+        self.networkfunction_info.reset();
+        self.stack_consumers.reset();
     }
 
     /// Counts one reconcile of `kind` and observes its duration.
@@ -128,6 +188,19 @@ impl Metrics {
             .expect("text encoding never fails");
         String::from_utf8(buffer).expect("text exposition is UTF-8")
     }
+}
+
+/// `registry` with the process's own metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, open file descriptors...), the names
+/// every Prometheus client library uses, on Linux.
+fn with_process_metrics(registry: Registry) -> Registry {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process metric names are unique");
+    registry
 }
 
 /// Registers `collector` in `registry`; names are fixed in this file, so a
@@ -164,4 +237,62 @@ fn histogram(
         registry,
         HistogramVec::new(opts, labels).expect("valid metric"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_ready_series(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("strata_not_ready{"))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn readiness_keeps_one_series_per_object_with_its_current_reason() {
+        let metrics = Metrics::new();
+        let nf = |was, is| metrics.readiness("NetworkFunction", "telco", "upf", was, is);
+        nf(None, Some("Progressing"));
+        nf(Some("Progressing"), Some("StackNotReady"));
+        assert_eq!(
+            not_ready_series(&metrics),
+            [
+                r#"strata_not_ready{kind="NetworkFunction",name="upf",namespace="telco",reason="StackNotReady"} 1"#
+            ]
+        );
+        nf(Some("StackNotReady"), None);
+        assert_eq!(not_ready_series(&metrics), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_replica_standing_by_speaks_for_no_object() {
+        let metrics = Metrics::new();
+        metrics.leads();
+        metrics.readiness("Stack", "telco", "edge-net", None, Some("VersionConflict"));
+        metrics
+            .networkfunction_info
+            .with_label_values(&["telco", "upf", "1.0.0", "edge-net", "1.4.0"])
+            .set(1);
+        assert!(metrics.render().contains("strata_leading 1"));
+        metrics.stands_by();
+        let text = metrics.render();
+        assert!(text.contains("strata_leading 0"), "{text}");
+        assert!(!text.contains("strata_not_ready{"), "{text}");
+        assert!(!text.contains("strata_networkfunction_info{"), "{text}");
+    }
+
+    #[test]
+    fn the_process_metrics_are_exported() {
+        let text = Metrics::new().render();
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "no {name} in:\n{text}"
+            );
+        }
+    }
 }

@@ -39,6 +39,8 @@ fn helm_lint_is_clean() {
             "replicaCount=3",
             "operator.namespaces={a,b}",
             "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
             "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ],
         &[
@@ -415,8 +417,74 @@ fn service_monitor_scrapes_the_metrics_service() {
     );
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // The objects' namespace label stays `namespace` (the dashboard and the
+    // alerts select by it), not `exported_namespace`.
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+}
+
+/// The chart's copies of the dashboard and the alert rules are those of
+/// deploy/monitoring/, which hack/render-deploy copies.
+#[test]
+fn chart_monitoring_files_are_those_of_deploy() {
+    for file in ["strata.rules.yaml", "strata-dashboard.json"] {
+        let source = std::fs::read(repo_root().join("deploy/monitoring").join(file)).expect(file);
+        let copy = std::fs::read(chart_dir().join("files").join(file)).unwrap_or_default();
+        assert!(
+            copy == source,
+            "charts/strata/files/{file} differs from deploy/monitoring/{file}: refresh it with \
+             `{COPY_CRDS}`"
+        );
+    }
+}
+
+/// Off by default; switched on, the PrometheusRule holds exactly the rule
+/// groups of deploy/monitoring/strata.rules.yaml, and the dashboard
+/// ConfigMap carries the sidecar's label and the dashboard's JSON as is.
+#[test]
+fn alert_rules_and_dashboard_ship_when_asked() {
+    // helm comes with the plane (`hack/plane env`).
+    if !strata_testkit::plane_available() {
+        return;
+    }
+    let defaults = documents(&render("strata", "ops", &[]));
+    assert!(ids_of_kind(&defaults, "PrometheusRule").is_empty());
+    assert!(ids_of_kind(&defaults, "ConfigMap").is_empty());
+    let objects = documents(&render(
+        "strata",
+        "ops",
+        &[
+            "prometheusRule.enabled=true",
+            "prometheusRule.labels.release=prometheus",
+            "grafanaDashboard.enabled=true",
+            "grafanaDashboard.namespace=monitoring",
+            "grafanaDashboard.annotations.grafana_folder=Strata",
+        ],
+    ));
+    let rule = find(&objects, "PrometheusRule", "strata");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], "ops");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let rules_file =
+        std::fs::read_to_string(repo_root().join("deploy/monitoring/strata.rules.yaml"))
+            .expect("the rules file");
+    let rules: Value = serde_yaml::from_str(&rules_file).expect("the rules file is YAML");
+    assert_eq!(
+        rule["spec"], rules,
+        "the PrometheusRule's spec is the rules file"
+    );
+
+    let dashboard = find(&objects, "ConfigMap", "strata-dashboard");
+    assert_eq!(dashboard["metadata"]["namespace"], "monitoring");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "Strata"
+    );
+    let json = std::fs::read_to_string(repo_root().join("deploy/monitoring/strata-dashboard.json"))
+        .expect("the dashboard");
+    assert_eq!(dashboard["data"]["strata.json"], json.as_str());
 }
 
 /// What the chart renders, with the CRDs, under several sets of values, is
@@ -446,6 +514,7 @@ async fn the_api_server_accepts_what_the_chart_renders() {
             "leaderElection.enabled=true",
             "stacks.impersonation=false",
             "operator.allowCrossNamespace=true",
+            "grafanaDashboard.enabled=true",
         ],
         &[
             "rbac.create=false",

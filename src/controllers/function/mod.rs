@@ -140,7 +140,7 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
-    ctx.forget(nf);
+    skeleton::forget::<Functions>(ctx, nf);
 }
 
 /// Reason of Reconciling while a consumer waits because the adoption of

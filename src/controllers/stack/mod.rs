@@ -196,7 +196,7 @@ pub fn error_policy(stack: Arc<Stack>, error: &Error, ctx: Ctx) -> Action {
 
 /// Forgets what this process remembers of a deleted Stack.
 pub fn forget(ctx: &Context, stack: &Stack) {
-    ctx.forget(stack);
+    skeleton::forget::<Stacks>(ctx, stack);
     let uid = stack.uid().unwrap_or_default();
     locked(&ctx.state.fingerprints).retain(|(owner, _), _| owner != &uid);
     locked(&ctx.state.last_drift_check).remove(&uid);
