@@ -46,8 +46,16 @@ in_scratch() {
   [ -f "$STRATA_CACHE/$name/.complete" ] && return 0
   mkdir -p "$STRATA_CACHE"
   scratch=$(mktemp -d "$STRATA_CACHE/.build-$name.XXXXXX")
-  local start=$SECONDS
-  if ! ( set -e; "$fn" "$scratch" ); then
+  local start=$SECONDS status errexit=$-
+  # Not `if ! ( set -e; ... )`: errexit is ignored throughout a command
+  # whose status is tested, subshells included, so a failing step inside
+  # FUNCTION would not stop it.
+  set +e
+  ( set -e; "$fn" "$scratch" )
+  status=$?
+  [[ $errexit != *e* ]] || set -e
+  if [ "$status" -ne 0 ]; then
+    chmod -R u+w "$scratch" 2> /dev/null
     rm -rf "$scratch"
     die "building $name failed (scratch removed; nothing was cached)"
   fi
@@ -175,6 +183,78 @@ kstatus_cache_name() {
   echo "kstatus-$KSTATUS_CLI_UTILS_VERSION-$digest"
 }
 
+# build_gitserver_into: hack/gitserver (Git's smart HTTP protocol, for the
+# Flux tests), with the standard library only. Keyed by a digest of its
+# sources (see gitserver_cache_name).
+build_gitserver_into() {
+  local out=$1 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../gitserver" && pwd)
+  mkdir -p "$out/src" "$out/bin"
+  cp "$here/main.go" "$here/go.mod" "$out/src/"
+  ( cd "$out/src" && go_env && go build -trimpath -ldflags "-s -w" -o "$out/bin/gitserver" . )
+  [ -x "$out/bin/gitserver" ]
+  rm -rf "$out/src"
+}
+
+# gitserver_cache_name: gitserver-<digest of hack/gitserver>.
+gitserver_cache_name() {
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../gitserver" && pwd)
+  echo "gitserver-$(cat "$here/go.mod" "$here/main.go" | sha256sum | cut -c1-12)"
+}
+
+# build_flux_controller_into OUT CONTROLLER VERSION: one Flux controller
+# (github.com/fluxcd/CONTROLLER at VERSION) into OUT/bin, its CRDs into
+# OUT/crds. Its go.mod replaces its api module with ./api, which `go install
+# module@version` refuses, so it is built from a module of ours that
+# requires it: the controller's own go.mod and go.sum (the same versions of
+# every dependency, and the same replace directives but that one), plus the
+# controller itself. Only the modules of the packages built are downloaded.
+build_flux_controller_into() {
+  local out=$1 name=$2 version=$3 module=github.com/fluxcd/$2 dir src
+  src=$out/src/$name
+  mkdir -p "$src" "$out/bin" "$out/crds"
+  dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -f "$dir/main.go" ] || die "no main.go in $module@$version (module cache: $dir)"
+  sed -e "s|^module .*|module strata.dev/hack/$name|" \
+      -e "\|^replace $module/api => ./api\$|d" "$dir/go.mod" > "$src/go.mod"
+  printf '\nrequire %s %s\n' "$module" "$version" >> "$src/go.mod"
+  local dep dep_version
+  while read -r dep dep_version; do
+    [ -n "$dep" ] && printf 'replace %s => %s %s\n' "$dep" "$dep" "$dep_version" >> "$src/go.mod"
+  done <<< "$FLUX_REPLACES"
+  cp "$dir/go.sum" "$src/go.sum"
+  chmod u+w "$src/go.sum"
+  ( cd "$src" && go build -trimpath -ldflags "-s -w" -o "$out/bin/$name" "$module" )
+  local usage
+  usage=$("$out/bin/$name" --help 2>&1 || true)
+  grep -q -- '--watch-all-namespaces' <<< "$usage" || die "$name --help: $usage"
+  cp "$dir"/config/crd/bases/*.yaml "$out/crds/"
+  chmod u+w "$out"/crds/*.yaml
+}
+
+# build_flux_into: source-controller and kustomize-controller (FLUX_*
+# versions), with a build cache of their own that is dropped afterwards:
+# nothing else reuses it, and it is several times the size of the binaries.
+build_flux_into() {
+  local out=$1
+  (
+    go_env
+    export GOCACHE=$out/gocache
+    build_flux_controller_into "$out" source-controller "$FLUX_SOURCE_CONTROLLER_VERSION"
+    build_flux_controller_into "$out" kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+  )
+  chmod -R u+w "$out/gocache" "$out/src" 2> /dev/null || true
+  rm -rf "$out/gocache" "$out/src"
+  ls "$out/crds" | grep -q gitrepositories
+  ls "$out/crds" | grep -q kustomizations
+}
+
+# flux_cache_name: flux-<source-controller>-<kustomize-controller versions>.
+flux_cache_name() {
+  echo "flux-source-$FLUX_SOURCE_CONTROLLER_VERSION-kustomize-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+}
+
 # prometheus_release: the Prometheus release of module PROMETHEUS_VERSION
 # (v0.316.0 is 3.16.0).
 prometheus_release() {
@@ -216,10 +296,13 @@ build_all() {
   in_scratch "helm-$HELM_VERSION" build_helm_into
   in_scratch "$(kstatus_cache_name)" build_kstatus_into
   in_scratch "prometheus-$PROMETHEUS_VERSION" build_prometheus_into
+  in_scratch "$(gitserver_cache_name)" build_gitserver_into
+  in_scratch "$(flux_cache_name)" build_flux_into
   KUBE_BIN="$STRATA_CACHE/k8s-$KUBE_VERSION/bin"
   ETCD_BIN="$STRATA_CACHE/etcd-$ETCD_VERSION/bin"
   KWOK_DIR="$STRATA_CACHE/kwok-$KWOK_VERSION"
   HELM_BIN="$STRATA_CACHE/helm-$HELM_VERSION/bin"
   KSTATUS_BIN="$STRATA_CACHE/$(kstatus_cache_name)/bin"
   PROMETHEUS_BIN="$STRATA_CACHE/prometheus-$PROMETHEUS_VERSION/bin"
+  FLUX_DIR="$STRATA_CACHE/$(flux_cache_name)"
 }

@@ -33,7 +33,7 @@ pub use kubectl::{OutputExt, kubectl, kubectl_with_stdin};
 pub use namespace::TestNamespace;
 pub use objects::{
     EDGE_STACK, FIELD_MANAGER, apply, apply_edge_function, apply_edge_stack, apply_object,
-    install_crds,
+    install_crds, install_crds_from,
 };
 pub use operator::{Operator, http_get, metric_sum};
 pub use plane::DedicatedPlane;
@@ -116,7 +116,7 @@ pub fn operator_binary() -> PathBuf {
 
 /// The directory for scratch files (operator logs, dedicated planes):
 /// `target/tmp`, cargo's `CARGO_TARGET_TMPDIR` for integration tests.
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     let dir = profile_dir()
         .parent()
         .expect("target/<profile> has a parent")
@@ -127,7 +127,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// The path of the plane's admin kubeconfig, from `KUBECONFIG`.
-fn kubeconfig_path() -> PathBuf {
+pub fn kubeconfig_path() -> PathBuf {
     let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) else {
         panic!(
             "KUBECONFIG is not set. These tests need the local control plane: run \

@@ -1,6 +1,7 @@
 //! The CRDs, and objects applied the way a user applies them.
 
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,17 +17,39 @@ pub const FIELD_MANAGER: &str = "strata.dev/tests";
 /// Applies `crds/strata.dev.yaml` with server-side apply (idempotent, safe to
 /// run from several tests at once) and waits until every CRD is Established.
 pub async fn install_crds(client: &Client) {
-    let path = repo_root().join("crds/strata.dev.yaml");
-    let yaml = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    install_crds_from(client, &[repo_root().join("crds/strata.dev.yaml")]).await;
+}
+
+/// Applies the CRDs in the YAML files `paths` (one or more documents each)
+/// with server-side apply, and waits until every one is Established: for
+/// the CRDs of other projects the tests run (Flux's, from its modules).
+pub async fn install_crds_from(client: &Client, paths: &[PathBuf]) {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut names = Vec::new();
+    for path in paths {
+        install_crd_file(&api, &params, path, &mut names).await;
+    }
+    assert!(!names.is_empty(), "{paths:?} hold no CRDs");
+    for name in names {
+        wait_for_condition(&api, &name, "Established", "True", Duration::from_secs(30)).await;
+    }
+}
+
+async fn install_crd_file(
+    api: &Api<CustomResourceDefinition>,
+    params: &PatchParams,
+    path: &Path,
+    names: &mut Vec<String>,
+) {
+    let yaml = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let before = names.len();
     for document in serde_yaml::Deserializer::from_str(&yaml) {
         let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document)
             .unwrap_or_else(|e| panic!("{} holds an invalid CRD: {e}", path.display()));
         let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(&crd))
+        api.patch(&name, params, &Patch::Apply(&crd))
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -36,10 +59,7 @@ pub async fn install_crds(client: &Client) {
             });
         names.push(name);
     }
-    assert!(!names.is_empty(), "{} holds no CRDs", path.display());
-    for name in names {
-        wait_for_condition(&api, &name, "Established", "True", Duration::from_secs(30)).await;
-    }
+    assert!(names.len() > before, "{} holds no CRDs", path.display());
 }
 
 /// The Stack the runtime tests deploy onto: one ConfigMap.

@@ -1,0 +1,3 @@
+module strata.dev/hack/gitserver
+
+go 1.26.0
