@@ -161,7 +161,19 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
         .graceful_shutdown_on(shutdown.clone())
         .run(gate.wrap(chain::reconcile), chain::error_policy, chain_ctx)
         .for_each(|_| async {});
-    let open_gate = open_gate(feeds.stores.clone(), gate, process.health);
+    let watches_listed = futures::future::join3(
+        feeds.stacks.listed(),
+        feeds.functions.listed(),
+        feeds.chains.listed(),
+    );
+    let open_gate = open_gate(
+        feeds.stores.clone(),
+        async {
+            watches_listed.await;
+        },
+        gate,
+        process.health,
+    );
     let Feeds {
         stacks: stack_watch,
         functions: function_watch,
@@ -291,10 +303,16 @@ fn chain_controller(
 /// included: once it is open no controller waits for its cache, and
 /// shutdown can rely on that. Part of the term (not spawned): a term that
 /// ends first must not report ready.
-async fn open_gate(stores: Stores, gate: Gate, health: Health) {
-    synced(&stores.stacks).await;
-    synced(&stores.functions).await;
-    synced(&stores.chains).await;
+async fn open_gate(
+    stores: Stores,
+    watches_listed: impl Future<Output = ()>,
+    gate: Gate,
+    health: Health,
+) {
+    // The shared watches' caches and what their observers keep (the
+    // relations index) together: a reconcile that found a function's cache
+    // but not yet its relations would see a Stack without consumers.
+    watches_listed.await;
     synced(&stores.deployments).await;
     synced(&stores.services).await;
     synced(&stores.config_maps).await;

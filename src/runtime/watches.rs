@@ -73,6 +73,8 @@ pub struct SharedWatch<K: Resource<DynamicType = ()> + 'static> {
     events: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
     observers: Vec<Observer<K>>,
     triggers: Vec<mpsc::Sender<Arc<K>>>,
+    /// True once the first list is in the cache and every observer has seen it.
+    listed: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> SharedWatch<K>
@@ -87,6 +89,17 @@ where
             events: events.boxed(),
             observers: Vec::new(),
             triggers: Vec::new(),
+            listed: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Resolves once the first list is in the cache and every observer has
+    /// seen it: what reads the cache together with what the observers keep
+    /// (an index) must wait for this, not only for the cache.
+    pub fn listed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut listed = self.listed.subscribe();
+        async move {
+            let _ = listed.wait_for(|listed| *listed).await;
         }
     }
 
@@ -122,6 +135,7 @@ where
             events,
             observers,
             mut triggers,
+            listed,
         } = self;
         let tell = |seen: Seen<'_, K>| observers.iter().for_each(|o| o(seen));
         let mut events = std::pin::pin!(events.take_until(until));
@@ -147,16 +161,17 @@ where
                 }
                 // The cache has just been replaced by what was listed.
                 Ok(watcher::Event::InitDone) => {
-                    let listed = store.state();
+                    let all = store.state();
                     let uids: std::collections::HashSet<_> =
-                        listed.iter().filter_map(|o| o.meta().uid.clone()).collect();
+                        all.iter().filter_map(|o| o.meta().uid.clone()).collect();
                     for gone in std::mem::take(&mut before_relist) {
                         if gone.meta().uid.as_ref().is_none_or(|u| !uids.contains(u)) {
                             tell(Seen::Deleted(&gone));
                         }
                     }
-                    listed.iter().for_each(|o| tell(Seen::Applied(o)));
-                    listed
+                    all.iter().for_each(|o| tell(Seen::Applied(o)));
+                    listed.send_replace(true);
+                    all
                 }
                 Ok(watcher::Event::InitApply(_)) => continue,
                 Err(error) => {

@@ -108,7 +108,8 @@ impl Adoptions {
         ns: &str,
         stack: &ResolvedStack,
     ) -> Result<Turn> {
-        let consumers: Vec<_> = ctx
+        let me = nf.name_any();
+        let mut consumers: Vec<_> = ctx
             .relations
             .consumers_of(ns, &stack.name)
             .into_iter()
@@ -118,6 +119,11 @@ impl Adoptions {
                     .get(&ObjectRef::<NetworkFunction>::new(&name).within(ns))
             })
             .collect();
+        // Asking is being a consumer, whatever the index says yet: never a
+        // pass around the budget.
+        if !consumers.iter().any(|c| c.name_any() == me) {
+            consumers.push(std::sync::Arc::new(nf.clone()));
+        }
         let rollout = ctx
             .stores
             .stacks
@@ -136,7 +142,6 @@ impl Adoptions {
         if plan.halted() {
             return Ok(Turn::Halted(plan.halt_message(&stack.name, &stack.version)));
         }
-        let me = nf.name_any();
         let (Some(mine), Some(current)) = (plan.step_of(&me), plan.current) else {
             return Ok(Turn::Admitted);
         };

@@ -168,7 +168,10 @@ pub(super) async fn adoption_turn(
         .last()
         .map(super::records::provenance)
         .or_else(|| status.deployed_with.clone());
-    if !current.is_some_and(|current| waves::moved(&current, target)) {
+    if !current
+        .as_ref()
+        .is_some_and(|current| waves::moved(current, target))
+    {
         return Ok(ControlFlow::Continue(()));
     }
     let (reason, message) = match ctx.state.adoptions.request(ctx, nf, ns, stack).await? {

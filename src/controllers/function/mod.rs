@@ -109,13 +109,12 @@ impl Reconciler for Functions {
         written: bool,
     ) {
         metrics::update(ctx, nf, ns, old, new);
-        // The adoption slot is freed only once the status that says the
-        // rollout concluded is written: until then, the function still
-        // counts as moving for anyone reading its status.
-        if let Some(deployed) = new.deployed_with.as_ref().filter(|_| written)
-            && (deployed.ready_at.is_some()
-                || conditions::get(&new.conditions, conditions::STALLED)
-                    .is_some_and(|c| c.status == "True" && c.reason == waves::ROLLOUT_FAILED))
+        // The adoption slot is freed once the status that says the rollout
+        // concluded is written: until then, the function still counts as
+        // moving for anyone reading its status.
+        if written
+            && let Some(deployed) = concluded(new)
+            && concluded(old).is_none_or(|o| o.record != deployed.record)
         {
             let stack = &deployed.stack;
             ctx.state
@@ -124,6 +123,16 @@ impl Reconciler for Functions {
                 .await;
         }
     }
+}
+
+/// The rollout `status` names, once it concluded (Ready, or failed).
+fn concluded(status: &NetworkFunctionStatus) -> Option<&Provenance> {
+    let failed = conditions::get(&status.conditions, conditions::STALLED)
+        .is_some_and(|c| c.status == "True" && c.reason == waves::ROLLOUT_FAILED);
+    status
+        .deployed_with
+        .as_ref()
+        .filter(|d| d.ready_at.is_some() || failed)
 }
 
 /// Reconciles one NetworkFunction.
