@@ -64,7 +64,8 @@ pub enum Standing {
     /// Still on another revision.
     Pending,
     /// Not part of the adoption: `updatePolicy: Manual`, a requirement the
-    /// target version does not satisfy, or a failure of its own change.
+    /// target version does not satisfy, never deployed, Stalled by its own
+    /// spec, or a failure of its own change.
     Excluded,
 }
 
@@ -74,11 +75,20 @@ pub fn standing(nf: &NetworkFunction, target: &Target<'_>) -> Standing {
         return Standing::Excluded;
     }
     let status = nf.status.clone().unwrap_or_default();
+    // A function that never ran has nothing to adopt: its first rollout is its own.
     let Some(deployed) = &status.deployed_with else {
-        return Standing::Pending;
+        return Standing::Excluded;
     };
+    let stalled = conditions::get(&status.conditions, conditions::STALLED)
+        .filter(|c| c.status == "True")
+        .map(|c| c.reason.as_str());
     if deployed.stack.version != target.version || deployed.stack.digest != target.digest {
-        return Standing::Pending;
+        // Stalled by its own spec (a dependency cycle, an invalid field), it
+        // cannot move until that is fixed: not the adoption's to wait for.
+        return match stalled {
+            Some(reason) if reason != ROLLOUT_FAILED => Standing::Excluded,
+            _ => Standing::Pending,
+        };
     }
     let ready = conditions::is_true(&status.conditions, conditions::READY)
         && status.observed_generation == nf.metadata.generation;

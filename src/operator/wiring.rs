@@ -1,5 +1,7 @@
 //! The controllers and what feeds them: which watch wakes which
-//! controller, and which caches their reconciles read.
+//! controller, and which caches their reconciles read. One file (a little
+//! over 400 lines) on purpose: every trigger of every controller is read
+//! in one place.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

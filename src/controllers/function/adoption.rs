@@ -2,6 +2,7 @@
 //! `consumerRollout.maxConcurrent` of a Stack's consumers move at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use tokio::sync::Mutex;
@@ -97,6 +98,30 @@ impl Admission {
     }
 }
 
+/// The consumers of Stack `stack`, the asking function `nf` among them
+/// whatever the index says yet: asking is never a pass around the budget.
+fn consumers(
+    ctx: &Context,
+    nf: &NetworkFunction,
+    ns: &str,
+    stack: &str,
+) -> Vec<Arc<NetworkFunction>> {
+    let mut consumers: Vec<_> = ctx
+        .relations
+        .consumers_of(ns, stack)
+        .into_iter()
+        .filter_map(|name| {
+            ctx.stores
+                .functions
+                .get(&ObjectRef::<NetworkFunction>::new(&name).within(ns))
+        })
+        .collect();
+    if !consumers.iter().any(|c| c.name_any() == nf.name_any()) {
+        consumers.push(Arc::new(nf.clone()));
+    }
+    consumers
+}
+
 impl Adoptions {
     /// Asks whether `nf` may move to `stack`'s current version now: its
     /// step has started, the adoption has not halted, and its step's
@@ -109,21 +134,7 @@ impl Adoptions {
         stack: &ResolvedStack,
     ) -> Result<Turn> {
         let me = nf.name_any();
-        let mut consumers: Vec<_> = ctx
-            .relations
-            .consumers_of(ns, &stack.name)
-            .into_iter()
-            .filter_map(|name| {
-                ctx.stores
-                    .functions
-                    .get(&ObjectRef::<NetworkFunction>::new(&name).within(ns))
-            })
-            .collect();
-        // Asking is being a consumer, whatever the index says yet: never a
-        // pass around the budget.
-        if !consumers.iter().any(|c| c.name_any() == me) {
-            consumers.push(std::sync::Arc::new(nf.clone()));
-        }
+        let consumers = consumers(ctx, nf, ns, &stack.name);
         let rollout = ctx
             .stores
             .stacks

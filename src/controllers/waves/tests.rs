@@ -107,6 +107,18 @@ fn each_consumer_stands_where_its_own_status_says() {
         "1.5.0 is not ~1.4"
     );
 
+    let mut new = (*consumer("n", "x", On::Old)).clone();
+    new.status = None;
+    assert_eq!(standing(&new, &NEW), Standing::Excluded, "never deployed");
+    let mut stuck = (*consumer("s", "x", On::Old)).clone();
+    let conditions = &mut stuck.status.as_mut().unwrap().conditions;
+    conditions.push(serde_yaml::from_str("{type: Stalled, status: 'True', reason: DependencyCycle, message: m, lastTransitionTime: '2026-11-20T10:00:00Z'}").unwrap());
+    assert_eq!(
+        standing(&stuck, &NEW),
+        Standing::Excluded,
+        "stalled by its own spec"
+    );
+
     // A failure of the function's own change (not only its stack moved) is
     // not a failed adoption.
     let mut own = (*consumer("o", "x", On::Failed)).clone();

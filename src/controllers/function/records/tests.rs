@@ -1,0 +1,135 @@
+//! The ledger: record names, following links, ordering.
+use super::*;
+
+fn record(name: &str, started_at: &str, previous: Option<&str>) -> DeploymentRecord {
+    let mut record = DeploymentRecord::new(
+        name,
+        DeploymentRecordSpec {
+            network_function: FunctionRef::default(),
+            version: "1.0.0".into(),
+            image: "i".into(),
+            stack: Default::default(),
+            config_digest: "sha256:c".into(),
+            previous_record: previous.map(str::to_string),
+            started_at: started_at.into(),
+        },
+    );
+    record.metadata.namespace = Some("ns".into());
+    record
+}
+
+fn names(records: &[DeploymentRecord]) -> Vec<String> {
+    records.iter().map(ResourceExt::name_any).collect()
+}
+
+#[test]
+fn records_of_one_second_are_ordered_by_their_chain() {
+    let t = "2026-11-20T10:00:00Z";
+    // Names sort in another order than the rollouts happened in.
+    let mut records = vec![
+        record("upf-c", t, Some("upf-b")),
+        record("upf-a", t, Some("upf-d")),
+        record("upf-b", t, Some("upf-a")),
+        record("upf-d", "2026-11-20T09:59:59Z", None),
+    ];
+    sort_oldest_first(&mut records);
+    assert_eq!(names(&records), ["upf-d", "upf-a", "upf-b", "upf-c"]);
+}
+
+#[test]
+fn start_time_orders_records_of_another_incarnation() {
+    // The function was deleted and created again: a new chain, later.
+    let mut records = vec![
+        record("upf-new", "2026-11-21T10:00:00Z", None),
+        record("upf-old2", "2026-11-20T10:00:05Z", Some("upf-old1")),
+        record("upf-old1", "2026-11-20T10:00:00Z", None),
+    ];
+    sort_oldest_first(&mut records);
+    assert_eq!(names(&records), ["upf-old1", "upf-old2", "upf-new"]);
+}
+
+fn owned(uid: &str, name: &str, previous: Option<&str>) -> DeploymentRecord {
+    let mut record = record(name, "2026-11-20T10:00:00Z", previous);
+    record.spec.network_function.uid = uid.into();
+    record
+}
+
+/// The name the rollout being started would get after `previous`.
+fn target_after(previous: Option<&str>) -> String {
+    format!("target-after-{}", previous.unwrap_or("none"))
+}
+
+fn end(records: &[DeploymentRecord], recorded: Option<&str>) -> (Vec<String>, Option<String>) {
+    let end = follow(records, "u1", recorded, target_after);
+    (names(&end.unwritten), end.previous)
+}
+
+#[test]
+fn the_ledger_ends_at_the_status_when_nothing_was_left_unwritten() {
+    let records = [owned("u1", "a", None), owned("u1", "b", Some("a"))];
+    assert_eq!(end(&records, Some("b")), (vec![], Some("b".into())));
+    assert_eq!(end(&[], None), (vec![], None));
+}
+
+#[test]
+fn records_a_killed_operator_left_unwritten_are_followed() {
+    // The status names a; b and c were created by processes killed before
+    // they wrote the status.
+    let records = [
+        owned("u1", "a", None),
+        owned("u1", "b", Some("a")),
+        owned("u1", "c", Some("b")),
+    ];
+    assert_eq!(
+        end(&records, Some("a")),
+        (vec!["b".into(), "c".into()], Some("c".into()))
+    );
+    // Killed before the first status write.
+    assert_eq!(
+        end(&records, None),
+        (vec!["a".into(), "b".into(), "c".into()], Some("c".into()))
+    );
+}
+
+#[test]
+fn following_stops_at_the_rollout_being_started() {
+    // The rollout being started was recorded after b by a killed process.
+    let records = [
+        owned("u1", "a", None),
+        owned("u1", "b", Some("a")),
+        owned("u1", "target-after-b", Some("b")),
+    ];
+    assert_eq!(
+        end(&records, Some("a")),
+        (vec!["b".into()], Some("b".into()))
+    );
+}
+
+#[test]
+fn records_of_an_earlier_function_of_the_same_name_are_not_followed() {
+    let records = [owned("u0", "old", None), owned("u1", "a", None)];
+    assert_eq!(end(&records, None), (vec!["a".into()], Some("a".into())));
+}
+
+#[test]
+fn a_branched_ledger_follows_its_latest_branch() {
+    let mut late = owned("u1", "late", Some("a"));
+    late.spec.started_at = "2026-11-20T10:00:05Z".into();
+    let records = [
+        owned("u1", "a", None),
+        owned("u1", "early", Some("a")),
+        late,
+    ];
+    assert_eq!(
+        end(&records, Some("a")),
+        (vec!["late".into()], Some("late".into()))
+    );
+}
+
+#[test]
+fn a_loop_of_records_still_sorts() {
+    let t = "2026-11-20T10:00:00Z";
+    let mut records = vec![record("a", t, Some("b")), record("b", t, Some("a"))];
+    sort_oldest_first(&mut records);
+    assert_eq!(records.len(), 2);
+}
