@@ -235,6 +235,33 @@ impl Site {
         (object, since.elapsed())
     }
 
+    /// Waits until the Kustomization has a verdict (Ready True or False) on
+    /// `commit`; returns it and how long after `since` that was.
+    async fn wait_kustomization_verdict(&self, commit: &str, since: Instant) -> (Value, Duration) {
+        let api = &self.kustomizations;
+        let description = format!("the Kustomization's verdict on {commit}");
+        let object = wait_for(DEADLINE, &description, || async {
+            let object = match api.get_opt("strata-edge-site").await {
+                Ok(Some(object)) => serde_json::to_value(object).expect("serializes"),
+                Ok(None) => return Err("the Kustomization does not exist".to_string()),
+                Err(e) => return Err(format!("cannot get the Kustomization: {e}")),
+            };
+            let attempted = object["status"]["lastAttemptedRevision"]
+                .as_str()
+                .is_some_and(|r| r.ends_with(commit));
+            let decided = condition(&object, "Ready").is_some_and(|c| {
+                c["reason"] == "ReconciliationSucceeded" || c["reason"] == "HealthCheckFailed"
+            });
+            if attempted && decided {
+                Ok(object)
+            } else {
+                Err(format!("status = {}", object["status"]))
+            }
+        })
+        .await;
+        (object, since.elapsed())
+    }
+
     /// Asserts that every Stack, NetworkFunction and ServiceChain of the
     /// namespace is Ready at its current generation; returns how many.
     async fn assert_all_strata_ready(&self, when: &str) -> usize {
@@ -524,19 +551,17 @@ async fn flux_syncs_the_edge_site_from_git() {
     let unstacked = site
         .repo
         .commit("Drop edge-net (the functions still use it)");
-    let (verdict, took) = site
-        .wait_kustomization(&unstacked, "False", Some("HealthCheckFailed"), committed)
-        .await;
+    // Flux's verdict on this revision depends on a race: its health check
+    // may run before the functions report that their Stack is going (then
+    // it passes), or after (then it times out on them). Either way, what
+    // matters is that the deletion is held and the functions keep running.
+    let (verdict, took) = site.wait_kustomization_verdict(&unstacked, committed).await;
     timings.push(("the Stack deleted from Git, functions kept", took));
     let verdict = condition(&verdict, "Ready").unwrap()["message"]
         .as_str()
         .unwrap()
         .to_string();
     println!("unstacked: {verdict}\n{}", site.summary().await);
-    assert!(
-        verdict.contains("timeout waiting for") && verdict.contains("NetworkFunction/"),
-        "the health check waits for the functions the held Stack leaves without a stack: {verdict}"
-    );
     let held = wait_for(
         DEADLINE,
         "the Stack's deletion to be held (InUse)",
