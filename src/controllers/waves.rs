@@ -97,16 +97,17 @@ pub fn standing(nf: &NetworkFunction, target: &Target<'_>) -> Standing {
     }
     let failed = conditions::get(&status.conditions, conditions::STALLED)
         .filter(|c| c.status == "True" && c.reason == ROLLOUT_FAILED);
+    // Only a move from another revision of the Stack is an adoption; a
+    // first rollout, or one of the function's own changes, is not.
+    let adopting = status.history.first().is_some_and(|p| moved(p, deployed));
     match failed {
-        Some(c) if status.history.first().is_some_and(|p| moved(p, deployed)) => {
-            Standing::Failed(FailedAdoption {
-                name: nf.metadata.name.clone().unwrap_or_default(),
-                record: deployed.record.clone(),
-                reason: c.message.clone(),
-            })
-        }
-        Some(_) => Standing::Excluded,
-        None => Standing::Moving,
+        Some(c) if adopting => Standing::Failed(FailedAdoption {
+            name: nf.metadata.name.clone().unwrap_or_default(),
+            record: deployed.record.clone(),
+            reason: c.message.clone(),
+        }),
+        None if adopting => Standing::Moving,
+        _ => Standing::Excluded,
     }
 }
 

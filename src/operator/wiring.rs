@@ -27,7 +27,7 @@ use super::{Gate, Process};
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     controllers::{
-        Context, Shared, Stores, chain, conditions, function, relations::Relations, stack,
+        Context, Shared, Stores, chain, conditions, function, relations::Relations, stack, waves,
     },
     render::chain::LABEL_SERVICE_CHAIN,
     runtime::{
@@ -345,8 +345,9 @@ fn consumer_view_changes(
 }
 
 /// A hash of what a Stack's consumers read from it: the revision applied,
-/// whether it is Ready for its generation (and why not), its outputs, the
-/// adoption budget, deletion. Consumer counts and history are left out.
+/// whether it is applied for its generation (and why not), its outputs,
+/// the adoption budget, deletion. Consumer counts, the adoption's phase and
+/// history are left out.
 fn consumer_view_hash(stack: &Stack) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -364,7 +365,12 @@ fn consumer_view_hash(stack: &Stack) -> u64 {
         status.digest.hash(&mut hasher);
         status.outputs.hash(&mut hasher);
         (status.observed_generation == stack.metadata.generation).hash(&mut hasher);
-        if let Some(ready) = conditions::get(&status.conditions, conditions::READY) {
+        // Whether the Stack resolves for them, not how its adoption goes:
+        // the adoption's phase changes as consumers move, and would wake
+        // every consumer each time.
+        let applied = waves::applied(&status.conditions);
+        applied.hash(&mut hasher);
+        if !applied && let Some(ready) = conditions::get(&status.conditions, conditions::READY) {
             (&ready.status, &ready.reason, &ready.message).hash(&mut hasher);
         }
     }
