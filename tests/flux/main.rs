@@ -196,8 +196,8 @@ impl Site {
             .map(|o| serde_json::to_value(o).expect("serializes"))
     }
 
-    /// Waits until the Kustomization has attempted `commit` and its Ready
-    /// condition has `status` (and, when given, `reason`); returns it and
+    /// Waits until the Kustomization, having attempted `commit`, has a Ready
+    /// condition with `status` (and, when given, `reason`); returns it and
     /// how long after `since` that was.
     async fn wait_kustomization(
         &self,
@@ -206,9 +206,33 @@ impl Site {
         reason: Option<&str>,
         since: Instant,
     ) -> (Value, Duration) {
+        let what = format!("Ready={status} ({reason:?})");
+        self.wait_verdict(commit, &what, since, |c| {
+            c["status"] == status && reason.is_none_or(|r| c["reason"] == r)
+        })
+        .await
+    }
+
+    /// Waits until the Kustomization has a verdict (Ready True or False) on
+    /// `commit`; returns it and how long after `since` that was.
+    async fn wait_kustomization_verdict(&self, commit: &str, since: Instant) -> (Value, Duration) {
+        self.wait_verdict(commit, "a verdict", since, |c| {
+            c["reason"] == "ReconciliationSucceeded" || c["reason"] == "HealthCheckFailed"
+        })
+        .await
+    }
+
+    /// Waits until the Kustomization has attempted `commit` and its Ready
+    /// condition satisfies `verdict`.
+    async fn wait_verdict(
+        &self,
+        commit: &str,
+        what: &str,
+        since: Instant,
+        verdict: impl Fn(&Value) -> bool,
+    ) -> (Value, Duration) {
         let api = &self.kustomizations;
-        let description =
-            format!("the Kustomization to reach Ready={status} ({reason:?}) at {commit}");
+        let description = format!("the Kustomization to reach {what} at {commit}");
         let object = wait_for(DEADLINE, &description, || async {
             let object = match api.get_opt("strata-edge-site").await {
                 Ok(Some(object)) => serde_json::to_value(object).expect("serializes"),
@@ -218,10 +242,7 @@ impl Site {
             let attempted = object["status"]["lastAttemptedRevision"]
                 .as_str()
                 .is_some_and(|r| r.ends_with(commit));
-            let ready = condition(&object, "Ready");
-            let matches = ready
-                .is_some_and(|c| c["status"] == status && reason.is_none_or(|r| c["reason"] == r));
-            if attempted && matches {
+            if attempted && condition(&object, "Ready").is_some_and(&verdict) {
                 Ok(object)
             } else {
                 Err(format!(
@@ -229,33 +250,6 @@ impl Site {
                     object["status"],
                     self.summary().await
                 ))
-            }
-        })
-        .await;
-        (object, since.elapsed())
-    }
-
-    /// Waits until the Kustomization has a verdict (Ready True or False) on
-    /// `commit`; returns it and how long after `since` that was.
-    async fn wait_kustomization_verdict(&self, commit: &str, since: Instant) -> (Value, Duration) {
-        let api = &self.kustomizations;
-        let description = format!("the Kustomization's verdict on {commit}");
-        let object = wait_for(DEADLINE, &description, || async {
-            let object = match api.get_opt("strata-edge-site").await {
-                Ok(Some(object)) => serde_json::to_value(object).expect("serializes"),
-                Ok(None) => return Err("the Kustomization does not exist".to_string()),
-                Err(e) => return Err(format!("cannot get the Kustomization: {e}")),
-            };
-            let attempted = object["status"]["lastAttemptedRevision"]
-                .as_str()
-                .is_some_and(|r| r.ends_with(commit));
-            let decided = condition(&object, "Ready").is_some_and(|c| {
-                c["reason"] == "ReconciliationSucceeded" || c["reason"] == "HealthCheckFailed"
-            });
-            if attempted && decided {
-                Ok(object)
-            } else {
-                Err(format!("status = {}", object["status"]))
             }
         })
         .await;
