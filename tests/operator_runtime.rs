@@ -9,15 +9,14 @@
 //! only generous bounds are asserted, except the 5 s shutdown budget.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use serde_json::{Value, json};
 use strata::api::{NetworkFunction, Stack};
-use strata_testkit::Operator;
+use strata_testkit::{Operator, http_get};
 use strata_testkit::{
     TestNamespace, apply_edge_function, apply_edge_stack, client, install_crds, wait_for,
     wait_for_condition,
@@ -73,7 +72,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
     wait_ready::<Stack>(&ns, STACK).await;
     wait_ready::<NetworkFunction>(&ns, "upf").await;
     assert_eq!(holder(&leases, &lease).await, leader_id);
-    let leader_metrics = samples(&get(leader_addr, "/metrics").1);
+    let leader_metrics = samples(&http_get(leader_addr, "/metrics").1);
     assert!(
         value(
             &leader_metrics,
@@ -87,7 +86,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
             ) > 0.0,
         "the leader counts its reconciles: {leader_metrics:?}"
     );
-    let standby_metrics = samples(&get(standby_addr, "/metrics").1);
+    let standby_metrics = samples(&http_get(standby_addr, "/metrics").1);
     assert!(
         !standby_metrics
             .iter()
@@ -109,7 +108,10 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
             && !logs.contains("caches synced"),
         "the standby only stands by:\n{logs}"
     );
-    assert_eq!(get(standby_addr, "/readyz"), (200, "ready: standby".into()));
+    assert_eq!(
+        http_get(standby_addr, "/readyz"),
+        (200, "ready: standby".into())
+    );
 
     // SIGKILL: no release; the standby waits for the lease to expire. The
     // change made meanwhile is reconciled by the new leader.
@@ -141,7 +143,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_is_killed() {
         "takeover took {new_holder:?}"
     );
     wait_for_readyz(standby_addr, "ready: leading").await;
-    let metrics = samples(&get(standby_addr, "/metrics").1);
+    let metrics = samples(&http_get(standby_addr, "/metrics").1);
     assert!(
         value(
             &metrics,
@@ -282,14 +284,14 @@ async fn health_metrics_and_json_logs() {
     );
     let addr = cut_off.metrics_addr().await;
     wait_for(DEADLINE, "/healthz to answer", || async {
-        let answer = get(addr, "/healthz");
+        let answer = http_get(addr, "/healthz");
         (answer == (200, "ok".into()))
             .then_some(())
             .ok_or(format!("{answer:?}"))
     })
     .await;
     assert_eq!(
-        get(addr, "/readyz"),
+        http_get(addr, "/readyz"),
         (503, "not ready: caches not synced".into())
     );
     let terminated = Instant::now();
@@ -306,7 +308,7 @@ async fn health_metrics_and_json_logs() {
     let operator = Operator::start_with(&n, &[("STRATA_LOG_FORMAT", "json")]);
     let addr = operator.metrics_addr().await;
     wait_for_readyz(addr, "ready: leading").await;
-    assert_eq!(get(addr, "/healthz"), (200, "ok".into()));
+    assert_eq!(http_get(addr, "/healthz"), (200, "ok".into()));
     apply_edge_stack(&ns, "1.0.0").await;
     apply_edge_function(&ns, "upf", "2.3.1").await;
     wait_ready::<Stack>(&ns, STACK).await;
@@ -324,7 +326,7 @@ async fn health_metrics_and_json_logs() {
         Duration::from_secs(60),
         "strata_stack_consumers to count the function",
         || async {
-            let metrics = samples(&get(addr, "/metrics").1);
+            let metrics = samples(&http_get(addr, "/metrics").1);
             let consumers = value(&metrics, "strata_stack_consumers", &labels);
             (consumers == 1.0)
                 .then_some(metrics)
@@ -550,39 +552,12 @@ async fn wait_for_generation_ready(ns: &TestNamespace, name: &str) {
 
 async fn wait_for_readyz(addr: SocketAddr, body: &str) {
     wait_for(DEADLINE, &format!("/readyz to say {body:?}"), || async {
-        let answer = get(addr, "/readyz");
+        let answer = http_get(addr, "/readyz");
         (answer == (200, body.to_string()))
             .then_some(())
             .ok_or(format!("{answer:?}"))
     })
     .await;
-}
-
-/// `GET path` over HTTP/1.1: the status code and the body ((0, error) when
-/// nothing answers).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    let response = match exchange() {
-        Ok(response) => response,
-        Err(e) => return (0, e.to_string()),
-    };
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_string())
 }
 
 /// One sample of the Prometheus text exposition.
