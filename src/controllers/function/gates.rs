@@ -58,16 +58,8 @@ pub(super) async fn dependencies(
         );
         return Ok(ControlFlow::Continue(()));
     };
-    let reason = "DependencyNotReady";
-    conditions::set(
-        &mut status.conditions,
-        DEPENDENCIES_READY,
-        false,
-        reason,
-        why.clone(),
-        generation,
-    );
-    closed(nf, ctx, ns, status, reason, why, None)
+    let failed = (DEPENDENCIES_READY, "DependencyNotReady");
+    closed(nf, ctx, ns, status, failed, why, false)
         .await
         .map(ControlFlow::Break)
 }
@@ -79,21 +71,10 @@ pub(super) async fn stack(
     ns: &str,
     status: &mut NetworkFunctionStatus,
 ) -> Result<ControlFlow<Action, ResolvedStack>> {
-    let generation = nf.metadata.generation;
     match resolve::resolve_stack(ctx, nf, ns).await? {
         Ok(stack) => Ok(ControlFlow::Continue(stack)),
         Err(resolve::Unresolved { reason, message }) => {
-            let conds = &mut status.conditions;
-            conditions::set(
-                conds,
-                STACK_RESOLVED,
-                false,
-                reason,
-                message.clone(),
-                generation,
-            );
-            let blocked = Some((reason, message.clone()));
-            closed(nf, ctx, ns, status, reason, message, blocked)
+            closed(nf, ctx, ns, status, (STACK_RESOLVED, reason), message, true)
                 .await
                 .map(ControlFlow::Break)
         }
@@ -201,20 +182,30 @@ pub(super) async fn adoption_turn(
     Ok(ControlFlow::Break(Action::requeue(QUEUED_RECHECK)))
 }
 
-/// A closed gate: a function that never ran waits (Reconciling, `reason`);
-/// one that runs keeps its pods, and its rollout is followed, `blocked`
-/// telling why Ready is False once it is complete.
+/// A closed gate: condition `failed.0` False with reason `failed.1` and
+/// message `why`. A function that never ran waits (Reconciling); one that
+/// runs keeps its pods, and its rollout is followed, `why` telling (when
+/// `blocks_ready`) why Ready is False once it is complete.
 async fn closed(
     nf: &NetworkFunction,
     ctx: &Context,
     ns: &str,
     status: &mut NetworkFunctionStatus,
-    reason: &str,
+    failed: (&str, &str),
     why: String,
-    blocked: Option<(&str, String)>,
+    blocks_ready: bool,
 ) -> Result<Action> {
+    let (type_, reason) = failed;
+    let generation = nf.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        type_,
+        false,
+        reason,
+        why.clone(),
+        generation,
+    );
     if status.deployed_with.is_none() {
-        let generation = nf.metadata.generation;
         conditions::progressing(
             &mut status.conditions,
             reason,
@@ -223,6 +214,7 @@ async fn closed(
         );
         return Ok(Action::requeue(WAITING_RECHECK));
     }
+    let blocked = blocks_ready.then_some((reason, why));
     rollout::follow(nf, ctx, ns, status, blocked).await
 }
 
