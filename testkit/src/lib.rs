@@ -147,12 +147,22 @@ pub fn kubeconfig_path() -> PathBuf {
 
 /// The client configuration from the kubeconfig at [`kubeconfig_path`].
 async fn plane_config() -> Config {
-    let path = kubeconfig_path();
-    let kubeconfig = Kubeconfig::read_from(&path)
+    config_from(&kubeconfig_path()).await
+}
+
+/// The client configuration from the kubeconfig at `path`, its current context.
+async fn config_from(path: &Path) -> Config {
+    let kubeconfig = Kubeconfig::read_from(path)
         .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
     Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}", path.display()))
+}
+
+/// A client with the kubeconfig at `path` (another plane's, or another
+/// identity's), without checking that it answers.
+pub async fn client_for(path: &Path) -> Client {
+    Client::try_from(config_from(path).await).expect("a client from a valid kubeconfig")
 }
 
 /// A client for the local control plane. Panics with what to do when the

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+use kube::config::Kubeconfig;
 
 use crate::namespace::random_suffix;
-use crate::{OutputExt, repo_root, scratch_dir};
+use crate::{OutputExt, client_for, repo_root, scratch_dir};
 
 /// A plane started by `hack/plane up` in a directory of its own under the
 /// [`scratch_dir`]. Dropping it runs `hack/plane down` (also when the
@@ -44,13 +44,54 @@ impl DedicatedPlane {
 
     /// A client for this plane.
     pub async fn client(&self) -> Client {
+        client_for(&self.kubeconfig()).await
+    }
+
+    /// The plane's admin kubeconfig as YAML with every credential inline
+    /// (`certificate-authority-data`, `client-certificate-data`,
+    /// `client-key-data`: base64, no file paths), as a kubeconfig Secret
+    /// holds it for the operator, which refuses file references. `hack/plane`
+    /// writes it so (hack/lib/pki.sh `write_kubeconfig`); this panics if it
+    /// ever names a file or a program.
+    pub fn kubeconfig_inline(&self) -> String {
         let path = self.kubeconfig();
-        let kubeconfig = Kubeconfig::read_from(&path)
+        let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
+        let kubeconfig = Kubeconfig::from_yaml(&text)
             .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}", path.display()));
-        Client::try_from(config).expect("a client from a valid kubeconfig")
+        let not_inline = |what: &str| -> ! {
+            panic!(
+                "{}: {what}, where a kubeconfig for a Secret needs its credentials inline",
+                path.display()
+            )
+        };
+        for cluster in kubeconfig
+            .clusters
+            .iter()
+            .filter_map(|c| c.cluster.as_ref())
+        {
+            if cluster.certificate_authority.is_some()
+                || cluster.certificate_authority_data.is_none()
+            {
+                not_inline("a cluster without certificate-authority-data");
+            }
+        }
+        for user in kubeconfig
+            .auth_infos
+            .iter()
+            .filter_map(|u| u.auth_info.as_ref())
+        {
+            if user.client_certificate.is_some()
+                || user.client_key.is_some()
+                || user.token_file.is_some()
+            {
+                not_inline("a user reads a file");
+            }
+            if user.exec.is_some() || user.auth_provider.is_some() {
+                not_inline("a user runs a program");
+            }
+        }
+        text
     }
 
     /// `hack/plane stop COMPONENT`: returns once it has exited and its ports
