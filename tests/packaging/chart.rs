@@ -227,7 +227,7 @@ fn more_than_one_replica_elects_a_leader_and_keeps_one_through_disruptions() {
 }
 
 #[test]
-fn watched_namespaces_scope_what_stacks_may_do() {
+fn watched_namespaces_scope_what_stacks_may_do_and_which_secrets_are_read() {
     // helm and kubectl come with the plane (`hack/plane env`).
     if !strata_testkit::plane_available() {
         return;
@@ -253,7 +253,11 @@ fn watched_namespaces_scope_what_stacks_may_do() {
         })
         .collect();
     let mut expected = Vec::new();
-    for role in ["strata-stack-resources", "strata-stack-impersonation"] {
+    for role in [
+        "strata-stack-resources",
+        "strata-stack-impersonation",
+        "strata-kubeconfig-secrets",
+    ] {
         for ns in ["team-a", "team-b"] {
             expected.push((ns.to_string(), role.to_string()));
         }
@@ -284,7 +288,11 @@ fn watched_namespaces_scope_what_stacks_may_do() {
     );
     assert_eq!(
         ids_of_kind(&objects, "RoleBinding"),
-        ["RoleBinding/strata-stack-impersonation"]
+        [
+            "RoleBinding/strata-stack-impersonation",
+            "RoleBinding/strata-kubeconfig-secrets"
+        ],
+        "the kubeconfig Secrets are read in the functions' namespaces only"
     );
 }
 
@@ -299,7 +307,13 @@ fn options_turn_grants_and_objects_on_and_off() {
         "ops",
         &["stacks.impersonation=false", "stacks.managedResources=null"],
     ));
-    assert_eq!(ids_of_kind(&objects, "ClusterRole"), ["ClusterRole/strata"]);
+    assert_eq!(
+        ids_of_kind(&objects, "ClusterRole"),
+        [
+            "ClusterRole/strata",
+            "ClusterRole/strata-kubeconfig-secrets"
+        ]
+    );
 
     let objects = documents(&render(
         "strata",

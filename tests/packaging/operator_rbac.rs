@@ -5,6 +5,8 @@
 //! NetworkFunctions (children, DeploymentRecords), a ServiceChain
 //! (NetworkPolicies), Events and the leader-election Lease. Any missing grant
 //! shows up as a Stalled/Forbidden condition or a 403 in the operator's log.
+//! With the same identity, a kubeconfig Secret a promotion gate names is
+//! read, and no Secret is listed or read outside the watched namespaces.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,10 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction, ServiceChain, Stack};
 use strata::render::chain::LABEL_SERVICE_CHAIN;
+use strata::runtime::kubeconfig::client_from_secret;
 use strata_testkit::{
-    OutputExt, TestNamespace, apply_object, client, install_crds, kubectl, kubectl_with_stdin,
-    wait_for, wait_for_condition,
+    OutputExt, TestNamespace, apply_object, client, client_for, install_crds, kubectl,
+    kubectl_with_stdin, wait_for, wait_for_condition,
 };
 
 use crate::{documents, find, render, to_yaml};
@@ -196,6 +199,8 @@ struct Installed {
     operator: Operator,
     ns: TestNamespace,
     identity: String,
+    /// The operator's user name (its ServiceAccount's).
+    user: String,
     /// Holds a token for the operator's ServiceAccount (void once the
     /// namespace is gone); removed by cleanup.
     kubeconfig: PathBuf,
@@ -243,6 +248,7 @@ impl Installed {
             ("update", "leases.coordination.k8s.io"),
             ("delete", "configmaps"),
             ("impersonate", "serviceaccounts"),
+            ("get", "secrets"),
         ] {
             let description = format!("{user} to be allowed to {verb} {resource}");
             wait_for(DEADLINE, &description, || async {
@@ -281,6 +287,7 @@ impl Installed {
             operator,
             ns,
             identity,
+            user,
             kubeconfig,
             _rbac: rbac,
         }
@@ -492,5 +499,77 @@ async fn stacks_impersonate_their_service_account_with_only_the_charts_rbac() {
     wait_gone(&ns.api::<Secret>(), "scoped-secret").await;
 
     installed.assert_never_denied();
+    installed.cleanup().await;
+}
+
+/// A promotion gate reads a kubeconfig Secret by name in a watched namespace
+/// (spec.promotion.requireVerifiedIn[].kubeConfig.secretRef), and that is
+/// all the chart grants on Secrets: not list or watch, and not in a
+/// namespace the operator does not watch.
+#[tokio::test]
+async fn the_operator_gets_kubeconfig_secrets_by_name_in_watched_namespaces_only() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
+    let mut installed = Installed::new("packaging-kubeconfig-secrets").await;
+    let admin = client().await;
+    let watched = installed.ns.name().to_string();
+    let unwatched = TestNamespace::create(&admin, "packaging-unwatched").await;
+    // The operator's own kubeconfig (a token, inline) as the upstream's.
+    let kubeconfig = std::fs::read_to_string(&installed.kubeconfig).expect("the kubeconfig");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "staging-kubeconfig"},
+        "stringData": {"value": kubeconfig},
+    }))
+    .unwrap();
+    for ns in [watched.as_str(), unwatched.name()] {
+        Api::<Secret>::namespaced(admin.clone(), ns)
+            .create(&Default::default(), &secret)
+            .await
+            .expect("the kubeconfig Secret");
+    }
+
+    let operator = client_for(&installed.kubeconfig).await;
+    let remote = client_from_secret(&operator, &watched, "staging-kubeconfig", "value")
+        .await
+        .unwrap_or_else(|e| panic!("the chart's RBAC does not let the operator read it: {e}"));
+    Api::<Stack>::namespaced(remote.client, &watched)
+        .list(&ListParams::default())
+        .await
+        .expect("a request through the remote client");
+
+    let error = client_from_secret(&operator, unwatched.name(), "staging-kubeconfig", "value")
+        .await
+        .expect_err("a Secret in a namespace the operator does not watch");
+    assert!(
+        error.to_string().starts_with(
+            "secret staging-kubeconfig key value: cannot read the Secret: \
+             the API server answered 403 Forbidden: "
+        ),
+        "{error}"
+    );
+    match Api::<Secret>::namespaced(operator, &watched)
+        .list(&ListParams::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("the operator may list Secrets: {other:?}"),
+    }
+    for verb in ["list", "watch", "create", "patch", "delete"] {
+        let out = kubectl([
+            "auth",
+            "can-i",
+            verb,
+            "secrets",
+            "--as",
+            &installed.user,
+            "-n",
+            &watched,
+        ]);
+        assert_eq!(out.stdout_text().trim(), "no", "{verb} secrets");
+    }
+
+    installed.assert_never_denied();
+    unwatched.cleanup().await;
     installed.cleanup().await;
 }

@@ -97,6 +97,12 @@ const STACK_VERBS: &[&str] = &["get", "create", "patch", "delete"];
 /// (src/controllers/mod.rs) sets that ServiceAccount as the user.
 const IMPERSONATION: &[Need] = &[("", "serviceaccounts", &["impersonate"])];
 
+/// Promotion gates that verify upstream in another cluster: the Secret a
+/// function names in spec.promotion.requireVerifiedIn[].kubeConfig.secretRef,
+/// read by name (src/runtime/kubeconfig.rs client_from_secret, one get_opt).
+/// Never listed or watched.
+const KUBECONFIG_SECRETS: &[Need] = &[("", "secrets", &["get"])];
+
 /// Leader election (src/runtime/leader.rs): get, create when missing, and
 /// replace (an update) to acquire, renew and release.
 const LEADER_ELECTION: &[Need] = &[(
@@ -249,6 +255,17 @@ fn chart_rbac_grants_exactly_what_the_code_uses() {
         "ops",
     );
 
+    assert_grants(
+        find(&objects, "ClusterRole", "strata-kubeconfig-secrets"),
+        &table(KUBECONFIG_SECRETS),
+    );
+    binds(
+        find(&objects, "ClusterRoleBinding", "strata-kubeconfig-secrets"),
+        "ClusterRole",
+        "strata-kubeconfig-secrets",
+        "ops",
+    );
+
     let lease_role = find(&objects, "Role", "strata-leader-election");
     assert_eq!(lease_role["metadata"]["namespace"], "ops");
     assert_grants(lease_role, &table(LEADER_ELECTION));
@@ -266,6 +283,7 @@ fn chart_rbac_grants_exactly_what_the_code_uses() {
         "ClusterRole/strata",
         "ClusterRole/strata-stack-resources",
         "ClusterRole/strata-stack-impersonation",
+        "ClusterRole/strata-kubeconfig-secrets",
         "Role/strata-leader-election",
     ]
     .into_iter()

@@ -72,7 +72,7 @@ namespace, or Stacks may reach outside their own.
 Binds ClusterRole .role to the operator: cluster-wide when .clusterWide, else
 in each of operator.namespaces. Arguments: root, role, clusterWide.
 */}}
-{{- define "strata.stackBindings" }}
+{{- define "strata.scopedBindings" }}
 {{- $root := .root }}
 {{- $subject := dict "kind" "ServiceAccount" "name" (include "strata.serviceAccountName" $root) "namespace" $root.Release.Namespace }}
 {{- if .clusterWide }}
