@@ -47,6 +47,10 @@ pub enum Error {
     #[error("{0}")]
     DependencyCycle(String),
 
+    /// A promotion gate needs an image pinned by digest to tell the artifact.
+    #[error("{0}")]
+    ImageNotPinned(String),
+
     /// The object needs the API server to fill in a field it has not set yet.
     #[error("{0}")]
     NotReady(String),
@@ -63,6 +67,7 @@ impl Error {
             Error::Forbidden(_) => "Forbidden",
             Error::VersionConflict(_) => "VersionConflict",
             Error::DependencyCycle(_) => "DependencyCycle",
+            Error::ImageNotPinned(_) => "ImageNotPinned",
             Error::NotReady(_) => "NotReady",
         }
     }

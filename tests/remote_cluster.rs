@@ -70,6 +70,7 @@ fn upstream_record(name: &str) -> DeploymentRecord {
             config_digest: format!("sha256:{}", "00112233445566778899aabbccddeeff".repeat(2)),
             previous_record: None,
             started_at: "2026-11-20T10:02:11Z".into(),
+            verified_in: vec![],
         },
     )
 }

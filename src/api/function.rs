@@ -105,6 +105,13 @@ pub struct NetworkFunctionSpec {
     #[serde(default = "default_progress_deadline_seconds")]
     #[schemars(range(min = 1, max = 86400))]
     pub progress_deadline_seconds: i32,
+
+    /// Promotion gate: roll out only an artifact (this version and image on
+    /// this Stack version) verified upstream. Until it is, nothing new rolls
+    /// out (running pods keep the last revision) and condition `Verified`
+    /// says why; an Automatic move to a new Stack version waits the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<super::promotion::Promotion>,
 }
 
 /// The CustomResourceDefinition of NetworkFunction.

@@ -12,6 +12,7 @@
 pub mod chain;
 pub mod function;
 pub mod limits;
+pub mod promotion;
 pub mod record;
 pub mod rules;
 pub mod stack;

@@ -72,6 +72,10 @@ pub struct DeploymentRecordSpec {
     pub previous_record: Option<String>,
     /// When the rollout started (RFC 3339).
     pub started_at: String,
+    /// The upstream evidence a gated rollout (`spec.promotion`) was verified by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub verified_in: Vec<super::promotion::Evidence>,
 }
 
 /// A NetworkFunction, by name and uid (the uid tells apart functions that
@@ -115,4 +119,12 @@ pub struct DeploymentRecordStatus {
     /// When the outcome became final (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// When the rollout Succeeded (RFC 3339, milliseconds); kept once it is
+    /// Superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<String>,
+    /// When a later rollout replaced this one (RFC 3339, milliseconds): it
+    /// ran as its function's current rollout from `succeededAt` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_at: Option<String>,
 }

@@ -146,6 +146,14 @@ pub fn dns_subdomain() -> Rule {
     )
 }
 
+/// The field must be a Go duration such as `90s`, `30m` or `1h30m`.
+pub fn duration() -> Rule {
+    rule(
+        format!("self.matches('{}')", escape(super::promotion::DURATION)),
+        "must be a duration such as 90s, 30m or 1h30m",
+    )
+}
+
 /// Escapes a regular expression for a single-quoted CEL string literal.
 fn escape(pattern: &str) -> String {
     pattern.replace('\\', "\\\\").replace('\'', "\\'")

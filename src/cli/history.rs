@@ -14,7 +14,7 @@ use super::connect::{Globals, Scope};
 use super::output::{self, Tone, or_dash, paint, short_digest, table};
 use super::pages::{self, RecordPage};
 use super::{Result, Verdict};
-use crate::api::{LABEL_NETWORK_FUNCTION, StackRevisionRef};
+use crate::api::{LABEL_NETWORK_FUNCTION, StackRevisionRef, promotion::Evidence};
 
 /// The kinds with a history.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -85,9 +85,9 @@ pub struct Entry {
     pub previous_record: Option<String>,
     /// The uid of the function (tells apart a function deleted and created again).
     pub function_uid: String,
-    /// Upstream evidence of a gated rollout (`spec.verifiedIn`), as written.
+    /// Upstream evidence of a gated rollout (`spec.verifiedIn`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub verified_in: Vec<serde_json::Value>,
+    pub verified_in: Vec<Evidence>,
 }
 
 impl Entry {
@@ -113,7 +113,7 @@ impl Entry {
             outcome: format!("{:?}", r.status.outcome),
             previous_record: r.spec.previous_record,
             function_uid: r.spec.network_function.uid,
-            verified_in: r.verified_in,
+            verified_in: r.spec.verified_in,
         }
     }
 
@@ -222,13 +222,10 @@ fn render(history: &History) -> String {
             None => e.image.clone(),
         };
         let duration = output::between(&e.started_at, e.completed_at.as_deref());
-        let evidence = e.verified_in.iter().filter_map(|v| {
-            Some(format!(
-                "{}/{}",
-                v.get("namespace")?.as_str()?,
-                v.get("record")?.as_str()?
-            ))
-        });
+        let evidence = e
+            .verified_in
+            .iter()
+            .map(|v| format!("{}/{} ({})", v.namespace, v.record, v.soaked));
         [
             e.namespace.clone(),
             e.name.clone(),

@@ -12,9 +12,7 @@ use crate::api::{DeploymentRecord, DeploymentRecordSpec, DeploymentRecordStatus}
 /// Records per page unless `--chunk-size` says otherwise.
 pub const DEFAULT_CHUNK: u32 = 100;
 
-/// One DeploymentRecord as the commands read it: the typed spec and
-/// status, plus the spec as JSON for fields this build does not know yet
-/// (`verifiedIn`).
+/// One DeploymentRecord as the commands read it: the typed spec and status.
 pub struct RecordPage {
     /// The record's namespace.
     pub namespace: String,
@@ -24,8 +22,6 @@ pub struct RecordPage {
     pub spec: DeploymentRecordSpec,
     /// Its status (default: Progressing).
     pub status: DeploymentRecordStatus,
-    /// `spec.verifiedIn` as written, when present.
-    pub verified_in: Vec<serde_json::Value>,
 }
 
 /// Calls `visit` with every DeploymentRecord matching `selector` in the
@@ -60,11 +56,6 @@ pub async fn each_record(
 /// The typed view of a record; one whose spec does not parse is skipped.
 fn typed(object: DynamicObject) -> Option<RecordPage> {
     let spec = object.data.get("spec")?;
-    let verified_in = spec
-        .get("verifiedIn")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
     let status = object
         .data
         .get("status")
@@ -75,7 +66,6 @@ fn typed(object: DynamicObject) -> Option<RecordPage> {
         name: object.metadata.name.clone().unwrap_or_default(),
         spec: serde_json::from_value(spec.clone()).ok()?,
         status,
-        verified_in,
     })
 }
 
@@ -97,7 +87,7 @@ mod tests {
                      "image": "registry.example/upf@sha256:4b1e",
                      "stack": {"name": "edge-net", "version": "1.4.0", "digest": "sha256:9f2c"},
                      "configDigest": "sha256:77aa", "startedAt": "2026-11-20T10:02:11Z",
-                     "verifiedIn": [{"namespace": "staging", "record": "upf-1"}]},
+                     "verifiedIn": [{"cluster": "", "namespace": "staging", "record": "upf-1", "soaked": "30m0s"}]},
             "status": {"outcome": "Succeeded"},
         })
     }
@@ -131,7 +121,7 @@ mod tests {
         };
         let mut names = Vec::new();
         let pages = each_record(&cluster, "strata.dev/network-function=upf", 2, |r| {
-            assert_eq!(r.verified_in.len(), 1);
+            assert_eq!(r.spec.verified_in[0].record, "upf-1");
             names.push(r.name);
         })
         .await

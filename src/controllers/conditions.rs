@@ -154,6 +154,15 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// The current time as RFC 3339 with millisecond precision, for the times a
+/// promotion gate measures soaks by.
+pub fn now_rfc3339_millis() -> String {
+    Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Millisecond)
+        .unwrap_or(Timestamp::now())
+        .to_string()
+}
+
 /// The current time as RFC 3339 with second precision, for status fields.
 pub fn now_rfc3339() -> String {
     Timestamp::now()

@@ -147,7 +147,13 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
         .graceful_shutdown_on(shutdown.clone())
         .run(gate.wrap(stack::reconcile), stack::error_policy, stack_ctx)
         .for_each(|_| async {});
+    let upstream_changes = function_ctx
+        .state
+        .upstreams
+        .wakeups()
+        .expect("a new context's wakeups are there to take");
     let functions = function_controller(&mut feeds, children, &relations, config.clone())
+        .reconcile_on(upstream_changes)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             gate.wrap(function::reconcile),
@@ -239,7 +245,8 @@ fn stack_controller(feeds: &mut Feeds, config: ControllerConfig) -> Controller<S
 /// Functions, woken by their own changes and their children's; by what
 /// their stack's consumers read from it; by the changes of the functions
 /// they depend on, queue behind or chain to; and by the chains they are a
-/// hop of.
+/// hop of. (And, added by the caller, by the upstream records their
+/// promotion gates read.)
 fn function_controller(
     feeds: &mut Feeds,
     children: ChildEvents,

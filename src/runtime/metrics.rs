@@ -31,6 +31,9 @@ pub struct Metrics {
     /// 1 while an object's Ready condition is False, labelled with its
     /// reason; no series while it is Ready.
     pub not_ready: IntGaugeVec,
+    /// 1 while a promotion gate holds a NetworkFunction back (its
+    /// `Verified` condition is False), labelled with the reason.
+    pub promotion_waiting: IntGaugeVec,
     /// 1 while this replica reconciles (it holds the lease, or runs without
     /// leader election), 0 while it starts or stands by.
     pub leading: IntGauge,
@@ -119,6 +122,12 @@ impl Metrics {
                 "1 while an object's Ready condition is False, with its reason",
                 &["kind", "namespace", "name", "reason"],
             ),
+            promotion_waiting: gauge(
+                r,
+                "strata_promotion_waiting",
+                "1 while a promotion gate holds a NetworkFunction back, with the reason",
+                &["namespace", "name", "reason"],
+            ),
             leading: registered(
                 r,
                 IntGauge::new(
@@ -155,6 +164,23 @@ impl Metrics {
         }
     }
 
+    /// Records whether a promotion gate holds `namespace/name` back now
+    /// (`is`, the reason) or not; `was` is the reason it did before, if so.
+    pub fn promotion(&self, namespace: &str, name: &str, was: Option<&str>, is: Option<&str>) {
+        if let Some(was) = was
+            && Some(was) != is
+        {
+            let _ = self
+                .promotion_waiting
+                .remove_label_values(&[namespace, name, was]);
+        }
+        if let Some(is) = is {
+            self.promotion_waiting
+                .with_label_values(&[namespace, name, is])
+                .set(1);
+        }
+    }
+
     /// This replica reconciles from now on.
     pub fn leads(&self) {
         self.leading.set(1);
@@ -166,6 +192,7 @@ impl Metrics {
     pub fn stands_by(&self) {
         self.leading.set(0);
         self.not_ready.reset();
+        self.promotion_waiting.reset();
         self.networkfunction_info.reset();
         self.stack_consumers.reset();
     }

@@ -1,6 +1,6 @@
 //! What a NetworkFunction passes before anything new rolls out, in order:
-//! its dependencies, its Stack, the update policy, and its turn among the
-//! Stack's consumers. Each gate either lets the function through or says
+//! its dependencies, its Stack, the update policy, the promotion gate, and
+//! its turn among the Stack's consumers. Each gate either lets the function through or says
 //! what to do instead (`ControlFlow::Break`), having set the conditions
 //! that tell why. A function that already runs keeps running behind a
 //! closed gate; its rollout is still followed.
@@ -9,18 +9,25 @@ use std::{ops::ControlFlow, time::Duration};
 
 use kube::runtime::controller::Action;
 
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
+
 use super::{
-    ADOPTION_HALTED, Context, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, adoption::Turn,
-    records::LedgerEnd, resolve, rollout,
+    ADOPTION_HALTED, Context, DEPENDENCIES_READY, QUEUED, STACK_RESOLVED, VERIFIED,
+    adoption::Turn,
+    promotion::{self, Artifact, Verdict},
+    records::LedgerEnd,
+    resolve, rollout,
+    upstream::{Source, View},
 };
 use crate::{
     Error, Result,
     api::{
         NetworkFunction, NetworkFunctionStatus,
         function::{Provenance, UpdatePolicy},
+        promotion::{Evidence, format_duration, parse_duration},
     },
     controllers::{conditions, waves},
-    render::function::ResolvedStack,
+    render::function::{ResolvedStack, image_pinned},
 };
 
 /// How often a function that never ran looks again at what it waits for.
@@ -129,6 +136,139 @@ pub(super) async fn policy(
     Ok(ControlFlow::Continue(()))
 }
 
+/// The promotion gate (`spec.promotion`): the artifact (function version
+/// and pinned image on this Stack version) must be verified in every
+/// upstream environment it names. Passes with the evidence for the record.
+/// When nothing new would roll out (`new_rollout` false), it only says
+/// whether what runs is (still) verified.
+pub(super) async fn promotion(
+    nf: &NetworkFunction,
+    ctx: &Context,
+    ns: &str,
+    status: &mut NetworkFunctionStatus,
+    stack: &ResolvedStack,
+    new_rollout: bool,
+) -> Result<ControlFlow<Action, Vec<Evidence>>> {
+    let generation = nf.metadata.generation;
+    let me = ObjectRef::from_obj(nf);
+    let Some(gate) = &nf.spec.promotion else {
+        ctx.state.upstreams.forget(&me);
+        let conds = &mut status.conditions;
+        let message = "no promotion gate is declared";
+        conditions::set(
+            conds,
+            VERIFIED,
+            true,
+            "NoPromotionGate",
+            message,
+            generation,
+        );
+        return Ok(ControlFlow::Continue(Vec::new()));
+    };
+    if !image_pinned(&nf.spec.image) {
+        ctx.state.upstreams.forget(&me);
+        let message = format!(
+            "spec.image {} is not pinned by digest (name@sha256:...): a promotion gate can only verify an immutable artifact",
+            nf.spec.image
+        );
+        let conds = &mut status.conditions;
+        conditions::set(
+            conds,
+            VERIFIED,
+            false,
+            "ImageNotPinned",
+            message.clone(),
+            generation,
+        );
+        return Err(Error::ImageNotPinned(message));
+    }
+    let name = nf.name_any();
+    let mut sources = Vec::new();
+    let mut soaks = Vec::new();
+    for (i, requirement) in gate.require_verified_in.iter().enumerate() {
+        let soak = parse_duration(&requirement.soak).map_err(|e| {
+            Error::InvalidField(format!("spec.promotion.requireVerifiedIn[{i}].soak: {e}"))
+        })?;
+        soaks.push(soak);
+        sources.push(Source {
+            cluster: requirement
+                .kube_config
+                .as_ref()
+                .map(|k| (ns.to_string(), k.secret_ref.clone())),
+            namespace: requirement.namespace.clone(),
+            function: requirement.function(&name).to_string(),
+        });
+    }
+    let views = ctx.state.upstreams.require(&ctx.client, &me, &sources);
+    let artifact = Artifact {
+        version: &nf.spec.version,
+        image: &nf.spec.image,
+        stack: &stack.name,
+        stack_version: &stack.version,
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut evidence = Vec::new();
+    let mut holds: Option<(&str, String, Option<Duration>)> = None;
+    for ((source, view), soak) in sources.iter().zip(views).zip(soaks) {
+        let where_ = source.describe();
+        let (cluster, records) = match view {
+            View::Synced { cluster, records } => (cluster, records),
+            View::Unreachable(why) => {
+                holds.get_or_insert(("UpstreamUnreachable", why, None));
+                continue;
+            }
+        };
+        match promotion::verify(&records, &artifact, soak, now) {
+            Verdict::Verified { record, soaked } => evidence.push(Evidence {
+                cluster,
+                namespace: source.namespace.clone(),
+                record,
+                soaked: format_duration(soaked),
+            }),
+            verdict => {
+                let why = verdict.explain(&where_);
+                holds.get_or_insert((verdict.reason(), why, verdict.recheck()));
+            }
+        }
+    }
+    let described = artifact.describe(&name);
+    let Some((reason, why, recheck)) = holds else {
+        let message = format!(
+            "{described} is verified upstream: {}",
+            evidence
+                .iter()
+                .map(|e| format!("{} record {} soaked {}", e.namespace, e.record, e.soaked))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let conds = &mut status.conditions;
+        conditions::set(
+            conds,
+            VERIFIED,
+            true,
+            "VerifiedUpstream",
+            message,
+            generation,
+        );
+        return Ok(ControlFlow::Continue(evidence));
+    };
+    let why = format!("{described} is {why}");
+    tracing::debug!(reason, new_rollout, "promotion gate: not verified");
+    if !new_rollout {
+        // Nothing new to hold back: what runs keeps running, and the
+        // condition says its verification no longer holds.
+        let conds = &mut status.conditions;
+        conditions::set(conds, VERIFIED, false, reason, why, generation);
+        return Ok(ControlFlow::Continue(Vec::new()));
+    }
+    // A gate that cannot decide stays shut; one that is soaking looks
+    // again the moment the soak ends.
+    let failed = (VERIFIED, reason);
+    closed_until(nf, ctx, ns, status, failed, why, true, recheck)
+        .await
+        .map(ControlFlow::Break)
+}
+
 /// A rollout that only moves the function to another revision of its Stack
 /// (an adoption) waits for its turn among the Stack's consumers
 /// (`consumerRollout.maxConcurrent`). A rollout that also changes what the
@@ -195,6 +335,24 @@ async fn closed(
     why: String,
     blocks_ready: bool,
 ) -> Result<Action> {
+    closed_until(nf, ctx, ns, status, failed, why, blocks_ready, None).await
+}
+
+/// [`closed`], looking again after `recheck` at the latest, when the gate
+/// knows when it opens.
+#[allow(clippy::too_many_arguments)]
+async fn closed_until(
+    nf: &NetworkFunction,
+    ctx: &Context,
+    ns: &str,
+    status: &mut NetworkFunctionStatus,
+    failed: (&str, &str),
+    why: String,
+    blocks_ready: bool,
+    recheck: Option<Duration>,
+) -> Result<Action> {
+    // A moment past the instant, so that the soak has ended when it looks.
+    let recheck = recheck.map(|d| d + Duration::from_millis(10));
     let (type_, reason) = failed;
     let generation = nf.metadata.generation;
     conditions::set(
@@ -212,10 +370,12 @@ async fn closed(
             format!("waiting: {why}"),
             generation,
         );
-        return Ok(Action::requeue(WAITING_RECHECK));
+        let next = recheck.map_or(WAITING_RECHECK, |r| r.min(WAITING_RECHECK));
+        return Ok(Action::requeue(next));
     }
     let blocked = blocks_ready.then_some((reason, why));
-    rollout::follow(nf, ctx, ns, status, blocked).await
+    let next = rollout::follow_next(nf, ctx, ns, status, blocked).await?;
+    Ok(Action::requeue(recheck.map_or(next, |r| r.min(next))))
 }
 
 #[cfg(test)]

@@ -60,6 +60,13 @@ pub(super) fn update(
                 .observe(seconds);
         }
     }
+    let waiting = |s: &NetworkFunctionStatus| {
+        conditions::get(&s.conditions, super::VERIFIED)
+            .filter(|c| c.status == "False")
+            .map(|c| c.reason.clone())
+    };
+    ctx.metrics
+        .promotion(ns, &name, waiting(old).as_deref(), waiting(new).as_deref());
     let was = conditions::get(&old.conditions, conditions::READY);
     let is_ready = conditions::is_true(&new.conditions, conditions::READY);
     if let Some(was) = was {
@@ -80,9 +87,14 @@ pub(super) fn update(
 }
 
 pub(super) fn forget(ctx: &Context, nf: &NetworkFunction) {
+    let ns = nf.namespace().unwrap_or_default();
+    let name = nf.name_any();
+    if let Some(status) = &nf.status
+        && let Some(c) = conditions::get(&status.conditions, super::VERIFIED)
+    {
+        ctx.metrics.promotion(&ns, &name, Some(&c.reason), None);
+    }
     if let Some(d) = nf.status.as_ref().and_then(|s| s.deployed_with.as_ref()) {
-        let ns = nf.namespace().unwrap_or_default();
-        let name = nf.name_any();
         let _ = ctx.metrics.networkfunction_info.remove_label_values(&[
             &ns,
             &name,

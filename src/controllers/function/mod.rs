@@ -7,9 +7,11 @@
 mod adoption;
 mod gates;
 mod metrics;
+mod promotion;
 pub mod records;
 pub mod resolve;
 mod rollout;
+mod upstream;
 
 use std::{ops::ControlFlow, sync::Arc};
 
@@ -38,6 +40,9 @@ pub const MANAGER: &str = "strata.dev/network-function";
 pub const STACK_RESOLVED: &str = "StackResolved";
 /// Condition: every dependency is Ready at a satisfying version.
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+/// Condition: the artifact is verified upstream (`spec.promotion`), or no
+/// promotion gate is declared.
+pub const VERIFIED: &str = "Verified";
 /// Reason of Reconciling while a consumer waits for its turn to adopt a new
 /// Stack version (`consumerRollout.maxConcurrent`).
 pub const QUEUED: &str = "Queued";
@@ -49,6 +54,8 @@ pub struct State {
     adoptions: adoption::Adoptions,
     /// Where each function's ledger of DeploymentRecords ends, as this process knows it.
     ledgers: records::Ledgers,
+    /// The upstream records promotion gates read.
+    pub upstreams: upstream::Upstreams,
 }
 
 type Context = super::Context<State>;
@@ -63,8 +70,12 @@ impl Reconciler for Functions {
     type Status = NetworkFunctionStatus;
     type State = State;
     const MANAGER: &'static str = MANAGER;
-    const FAILURES: &'static [&'static str] =
-        &[conditions::STALLED, STACK_RESOLVED, DEPENDENCIES_READY];
+    const FAILURES: &'static [&'static str] = &[
+        conditions::STALLED,
+        STACK_RESOLVED,
+        DEPENDENCIES_READY,
+        VERIFIED,
+    ];
 
     fn status(nf: &NetworkFunction) -> Option<&NetworkFunctionStatus> {
         nf.status.as_ref()
@@ -149,6 +160,7 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
+    ctx.state.upstreams.forget(&ObjectRef::from_obj(nf));
     skeleton::forget::<Functions>(ctx, nf);
 }
 
@@ -192,11 +204,12 @@ async fn converge(
         .deployed_with
         .as_ref()
         .is_none_or(|d| !same_rollout(d, &target));
+    let evidence = pass!(gates::promotion(nf, ctx, ns, status, &stack, new_rollout).await?);
     if new_rollout {
         let recorded = status.deployed_with.as_ref().map(|d| d.record.clone());
         let end = records::ledger_end(ctx, nf, ns, &target, recorded.as_deref()).await?;
         pass!(gates::adoption_turn(nf, ctx, ns, status, &stack, &target, &end).await?);
-        rollout::start(nf, ctx, ns, status, target, &stack, end).await?;
+        rollout::start(nf, ctx, ns, status, target, end, &evidence).await?;
     }
     rollout::apply_children(nf, ctx, ns, &children).await?;
     rollout::follow(nf, ctx, ns, status, None).await

@@ -14,7 +14,7 @@ use crate::{
     api::{
         DeploymentRecord, DeploymentRecordSpec, DeploymentRecordStatus, LABEL_NETWORK_FUNCTION,
         LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Outcome, function::Provenance,
-        record::FunctionRef,
+        promotion::Evidence, record::FunctionRef,
     },
     controllers::{apply::write_status, conditions},
     render::{
@@ -192,6 +192,7 @@ pub async fn ensure(
     ns: &str,
     target: &Provenance,
     previous: Option<&str>,
+    verified_in: &[Evidence],
 ) -> Result<(String, bool)> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = api.get_opt(&target.record).await? {
@@ -225,6 +226,7 @@ pub async fn ensure(
             config_digest: target.config_digest.clone(),
             previous_record: previous.map(str::to_string),
             started_at: conditions::now_rfc3339(),
+            verified_in: verified_in.to_vec(),
         },
         status: None,
     };
@@ -301,10 +303,23 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
     let api: Api<DeploymentRecord> =
         Api::namespaced(ctx.client.clone(), &record.namespace().unwrap_or_default());
     let generation = record.meta().generation;
+    let before = record.status.clone().unwrap_or_default();
+    // The window it ran in as its function's current rollout, Succeeded:
+    // what an upstream promotion gate measures the soak by.
+    let succeeded_at = match outcome {
+        Outcome::Succeeded => Some(conditions::now_rfc3339_millis()),
+        Outcome::Superseded if before.outcome == Outcome::Succeeded => {
+            before.succeeded_at.or(before.completed_at)
+        }
+        _ => None,
+    };
     let mut status = DeploymentRecordStatus {
         observed_generation: generation,
         outcome,
         completed_at: (outcome != Outcome::Progressing).then(conditions::now_rfc3339),
+        superseded_at: (outcome == Outcome::Superseded && succeeded_at.is_some())
+            .then(conditions::now_rfc3339_millis),
+        succeeded_at,
         ..DeploymentRecordStatus::default()
     };
     let message = format!(

@@ -17,12 +17,14 @@ use kube::{
 use super::{Context, MANAGER, records};
 use crate::{
     Result,
-    api::{NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance},
+    api::{
+        NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance, promotion::Evidence,
+    },
     controllers::{
         apply::{ChildWrite, Live, apply_child},
         conditions, waves,
     },
-    render::function::{Children, ResolvedStack},
+    render::function::Children,
 };
 
 /// Records a new rollout after the end of the function's ledger: a
@@ -33,12 +35,12 @@ pub(super) async fn start(
     ns: &str,
     status: &mut NetworkFunctionStatus,
     mut target: Provenance,
-    stack: &ResolvedStack,
     end: records::LedgerEnd,
+    verified_in: &[Evidence],
 ) -> Result<()> {
     target.record = records::record_name(nf, &target, end.previous.as_deref());
     let (started_at, created) =
-        records::ensure(ctx, nf, ns, &target, end.previous.as_deref()).await?;
+        records::ensure(ctx, nf, ns, &target, end.previous.as_deref(), verified_in).await?;
     target.deployed_at = started_at;
     ctx.state
         .ledgers
@@ -72,20 +74,20 @@ pub(super) async fn start(
         "rolling out {} {} on stack {} {} ({}), record {}",
         nf.name_any(),
         target.version,
-        stack.name,
-        stack.version,
-        stack.digest,
+        target.stack.name,
+        target.stack.version,
+        target.stack.digest,
         target.record
     );
-    tracing::info!(record = %target.record, stack_version = %stack.version, "rollout started");
+    tracing::info!(record = %target.record, stack_version = %target.stack.version, "rollout started");
     ctx.publish(nf, EventType::Normal, "RolloutStarted", "Rollout", note)
         .await;
     if let Some(previous) = &previous
-        && previous.stack.version != stack.version
+        && previous.stack.version != target.stack.version
     {
         let note = format!(
             "adopted stack {} {} (was {})",
-            stack.name, stack.version, previous.stack.version
+            target.stack.name, target.stack.version, previous.stack.version
         );
         ctx.publish(nf, EventType::Normal, "StackAdopted", "Rollout", note)
             .await;
@@ -205,6 +207,19 @@ pub(super) async fn follow(
     status: &mut NetworkFunctionStatus,
     blocked: Option<(&str, String)>,
 ) -> Result<Action> {
+    follow_next(nf, ctx, ns, status, blocked)
+        .await
+        .map(Action::requeue)
+}
+
+/// [`follow`], returning when to look again.
+pub(super) async fn follow_next(
+    nf: &NetworkFunction,
+    ctx: &Context,
+    ns: &str,
+    status: &mut NetworkFunctionStatus,
+    blocked: Option<(&str, String)>,
+) -> Result<Duration> {
     let generation = nf.meta().generation;
     let concluding = status
         .deployed_with
@@ -218,7 +233,7 @@ pub(super) async fn follow(
     status.replicas = Some(counts.replicas.unwrap_or(0));
     status.ready_replicas = Some(counts.ready_replicas.unwrap_or(0));
     let Some(deployed) = status.deployed_with.as_mut() else {
-        return Ok(Action::requeue(ROLLING_RECHECK));
+        return Ok(ROLLING_RECHECK);
     };
     let summary = format!(
         "{} {} on stack {} {}",
@@ -245,18 +260,18 @@ pub(super) async fn follow(
                 let message = format!("{summary}: {ready}/{} pods ready", nf.spec.replicas);
                 conditions::ready(conds, "RolledOut", message, generation);
             }
-            Ok(Action::requeue(ctx.settings.resync_interval))
+            Ok(ctx.settings.resync_interval)
         }
         Rollout::Progressing(why) => {
             let message = format!("{summary}: {why}");
             conditions::progressing(conds, "RollingOut", message, generation);
-            Ok(Action::requeue(ROLLING_RECHECK))
+            Ok(ROLLING_RECHECK)
         }
         Rollout::Failed(why) => {
             conclude(ctx, nf, ns, deployed, Outcome::Failed).await?;
             let message = format!("{summary}: {why}");
             conditions::stalled(conds, waves::ROLLOUT_FAILED, message, generation);
-            Ok(Action::requeue(ctx.settings.resync_interval))
+            Ok(ctx.settings.resync_interval)
         }
     }
 }

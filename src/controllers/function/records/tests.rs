@@ -12,6 +12,7 @@ fn record(name: &str, started_at: &str, previous: Option<&str>) -> DeploymentRec
             config_digest: "sha256:c".into(),
             previous_record: previous.map(str::to_string),
             started_at: started_at.into(),
+            verified_in: vec![],
         },
     );
     record.metadata.namespace = Some("ns".into());
