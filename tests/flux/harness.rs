@@ -170,6 +170,19 @@ impl Repo {
         self.work.join(relative)
     }
 
+    /// Replaces the first `from` in `file` of the working copy with `to`.
+    pub fn rewrite(&self, file: &str, from: &str, to: &str) {
+        let path = self.path(file);
+        let text = std::fs::read_to_string(&path).expect("the file exists in the working copy");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).expect("writable");
+    }
+
+    /// Deletes `file` from the working copy.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.path(file)).expect("the file exists in the working copy");
+    }
+
     /// `git ARGS` in the working copy; its standard output.
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.work, args, None)

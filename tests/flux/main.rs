@@ -10,8 +10,11 @@
 //! 3. a changed Stack without a version bump: the health check fails on the
 //!    Stalled Stack (`VersionConflict`);
 //! 4. `git revert` of that commit: Ready again, at the same digest;
-//! 5. a ServiceChain deleted from Git: pruned;
-//! 6. the Stack deleted from Git while functions use it: the deletion is
+//! 5. a Stack version that breaks its consumers: the canary's rollout fails,
+//!    the adoption halts (`AdoptionHalted`), and the health check fails;
+//!    `git revert` of it: Ready again, every function on the version before;
+//! 6. a ServiceChain deleted from Git: pruned;
+//! 7. the Stack deleted from Git while functions use it: the deletion is
 //!    held (`InUse`); the functions deleted too: both go.
 //!
 //! Every change of the Kustomization's `Ready` condition is recorded and
@@ -24,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{FluxControllers, GitServer, Repo, flux_dir};
+use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
@@ -41,6 +45,11 @@ const HEALTH_TIMEOUT: &str = "30s";
 
 /// How often source-controller polls the repository.
 const SOURCE_INTERVAL: &str = "2s";
+
+/// The canary's (`fw`'s) `progressDeadlineSeconds` in the test's copy of the
+/// site (the default is 600): how long a rollout that cannot progress takes
+/// to end Failed, and so for a breaking Stack version to halt its adoption.
+const CANARY_PROGRESS_DEADLINE_SECONDS: u32 = 10;
 
 fn api(
     client: &kube::Client,
@@ -304,6 +313,21 @@ impl Site {
         lines.join("\n")
     }
 
+    /// The pods the site's functions run: the sum of their replicas.
+    async fn function_pods(&self) -> i64 {
+        let list = self
+            .strata("NetworkFunction")
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot list NetworkFunctions: {e}"));
+        list.into_iter()
+            .map(|nf| {
+                let nf = serde_json::to_value(nf).expect("serializes");
+                nf["spec"]["replicas"].as_i64().expect("spec.replicas")
+            })
+            .sum()
+    }
+
     /// The stack version function `name` runs on.
     async fn stack_version_of(&self, name: &str) -> String {
         let nf = self
@@ -314,17 +338,6 @@ impl Site {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
-    }
-
-    fn rewrite(&self, file: &str, from: &str, to: &str) {
-        let path = self.repo.path(file);
-        let text = std::fs::read_to_string(&path).expect("the file exists in the repository");
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&path, text.replacen(from, to, 1)).expect("writable");
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.repo.path(file)).expect("the file exists in the repository");
     }
 }
 
@@ -343,6 +356,34 @@ fn copy_examples(repo: &Repo) {
             }
         }
     }
+}
+
+/// The canary of the site's `consumerRollout` (`fw`), with a short progress
+/// deadline, so that a rollout it cannot finish fails within the test.
+fn shorten_canary_deadline(repo: &Repo) {
+    repo.rewrite(
+        "examples/20-fw.yaml",
+        "  replicas: 2\n",
+        &format!("  replicas: 2\n  progressDeadlineSeconds: {CANARY_PROGRESS_DEADLINE_SECONDS}\n"),
+    );
+}
+
+/// The first line of the Stack's `resources` in its YAML, followed by a
+/// ResourceQuota that admits no more than `pods` pods in the namespace.
+fn resources_with_pod_quota(pods: i64) -> String {
+    [
+        "",
+        "  resources:",
+        "    - apiVersion: v1",
+        "      kind: ResourceQuota",
+        "      metadata:",
+        "        name: edge-net-pods",
+        "      spec:",
+        "        hard:",
+        &format!("          pods: \"{pods}\""),
+        "",
+    ]
+    .join("\n")
 }
 
 /// The shipped `examples/gitops/flux.yaml`, pointed at `url`, into `ns`,
@@ -392,6 +433,7 @@ async fn flux_syncs_the_edge_site_from_git() {
     let git = GitServer::start(&served, &dir);
     let repo = Repo::create(&git, &served, "site", &dir.join("work"));
     copy_examples(&repo);
+    shorten_canary_deadline(&repo);
     let start = Instant::now();
     let first = repo.commit("The edge site: edge-net 1.4.0, four functions, a chain");
 
@@ -480,7 +522,7 @@ async fn flux_syncs_the_edge_site_from_git() {
 
     // 3. The same version with other content: the Stack is Stalled
     // (VersionConflict), and the Kustomization's health check fails on it.
-    site.rewrite(
+    site.repo.rewrite(
         "examples/10-edge-net.yaml",
         "mtu: \"9000\"",
         "mtu: \"9100\"",
@@ -522,8 +564,97 @@ async fn flux_syncs_the_edge_site_from_git() {
     assert_eq!(stack["status"]["version"], "1.5.0");
     assert_eq!(stack["status"]["digest"], digest_150);
 
-    // 5. Prune: the chain deleted from Git is deleted from the cluster.
-    site.remove("examples/30-n6-egress.yaml");
+    // 5. A version that breaks its consumers: edge-net 1.6.0 adds a
+    // ResourceQuota that admits no pod beyond those the functions run, so
+    // the canary (fw, the first step) cannot create the new pod its rolling
+    // update starts with, its rollout exceeds its progress deadline (fw is
+    // Stalled, RolloutFailed), and the adoption halts (maxFailures: 0: the
+    // Stack is Stalled, AdoptionHalted). The Kustomization's health check
+    // fails on the first Failed object it sees.
+    let pods = site.function_pods().await;
+    site.repo.rewrite(
+        "examples/10-edge-net.yaml",
+        "version: 1.5.0",
+        "version: 1.6.0",
+    );
+    site.repo.rewrite(
+        "examples/10-edge-net.yaml",
+        "\n  resources:\n",
+        &resources_with_pod_quota(pods),
+    );
+    let committed = Instant::now();
+    let breaking = site.repo.commit("edge-net 1.6.0: a pod quota for the site");
+    let (failed, took) = site
+        .wait_kustomization(&breaking, "False", Some("HealthCheckFailed"), committed)
+        .await;
+    timings.push(("a breaking version, to the failed health check", took));
+    let message = condition(&failed, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    println!("halted: {message}");
+    assert!(
+        message.contains("status: 'Failed'"),
+        "the health check fails on a Failed object, not on a timeout: {message}"
+    );
+    let halt = wait_for(
+        DEADLINE,
+        "the Stack to be Stalled (AdoptionHalted)",
+        || async {
+            let stack = site.get("Stack", "edge-net").await.ok_or("no Stack")?;
+            match condition(&stack, "Stalled") {
+                Some(c) if c["status"] == "True" && c["reason"] == "AdoptionHalted" => {
+                    Ok(stack.clone())
+                }
+                _ => Err(format!("status = {}", stack["status"])),
+            }
+        },
+    )
+    .await;
+    let stalled = condition(&halt, "Stalled").unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("the Stack says: {stalled}");
+    assert!(
+        stalled.contains("fw (record "),
+        "the halt names the canary and its record: {stalled}"
+    );
+    let rollout = &halt["status"]["rollout"];
+    assert_eq!(
+        (&rollout["version"], &rollout["phase"], &rollout["step"]),
+        (&json!("1.6.0"), &json!("Halted"), &json!("canary")),
+        "{rollout:#}"
+    );
+    for name in ["smf", "upf"] {
+        assert_eq!(
+            site.stack_version_of(name).await,
+            "1.5.0",
+            "{name} does not move while the adoption is halted"
+        );
+    }
+
+    // git revert: the Stack goes back to 1.5.0 (a rollback), its quota is
+    // pruned, the canary moves back, and the Kustomization is Ready again.
+    let committed = Instant::now();
+    let rollback = site.repo.revert(&breaking);
+    let (_, took) = site
+        .wait_kustomization(&rollback, "True", None, committed)
+        .await;
+    timings.push(("git revert of the breaking version", took));
+    site.assert_all_strata_ready("the rollback").await;
+    let stack = site.get("Stack", "edge-net").await.unwrap();
+    assert_eq!(stack["status"]["version"], "1.5.0");
+    assert_eq!(stack["status"]["digest"], digest_150);
+    assert_eq!(site.stack_version_of("fw").await, "1.5.0");
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), site.ns.name());
+    assert!(
+        quotas.get_opt("edge-net-pods").await.unwrap().is_none(),
+        "the quota of 1.6.0 is pruned"
+    );
+
+    // 6. Prune: the chain deleted from Git is deleted from the cluster.
+    site.repo.remove("examples/30-n6-egress.yaml");
     let committed = Instant::now();
     let unchained = site.repo.commit("Drop the n6-egress chain");
     let (_, took) = site
@@ -538,9 +669,9 @@ async fn flux_syncs_the_edge_site_from_git() {
     })
     .await;
 
-    // 6. The Stack deleted from Git while the functions use it: Flux
+    // 7. The Stack deleted from Git while the functions use it: Flux
     // deletes it, and the deletion waits for the functions (InUse).
-    site.remove("examples/10-edge-net.yaml");
+    site.repo.remove("examples/10-edge-net.yaml");
     let committed = Instant::now();
     let unstacked = site
         .repo
@@ -596,10 +727,10 @@ async fn flux_syncs_the_edge_site_from_git() {
         );
     }
 
-    site.remove("examples/20-cgnat.yaml");
-    site.remove("examples/20-fw.yaml");
-    site.remove("examples/20-smf.yaml");
-    site.remove("examples/20-upf.yaml");
+    site.repo.remove("examples/20-cgnat.yaml");
+    site.repo.remove("examples/20-fw.yaml");
+    site.repo.remove("examples/20-smf.yaml");
+    site.repo.remove("examples/20-upf.yaml");
     let committed = Instant::now();
     let emptied = site.repo.commit("Drop the functions");
     let (_, took) = site
