@@ -218,8 +218,11 @@ impl Plan {
             .map(|f| format!("{} (record {}: {})", f.name, f.record, f.reason))
             .collect();
         format!(
-            "adoption of stack {stack} {version} halted: {} consumers failed on it, consumerRollout.maxFailures allows {}: {}; consumers not yet moved keep running their version (fix forward with a new version, roll back, or fix the failed consumers)",
-            self.failed.len(),
+            "adoption of stack {stack} {version} halted: {} failed on it, consumerRollout.maxFailures allows {}: {}; consumers not yet moved keep running their version (fix forward with a new version, roll back, or fix the failed consumers)",
+            match self.failed.len() {
+                1 => "1 consumer".to_string(),
+                n => format!("{n} consumers"),
+            },
             self.max_failures,
             failures.join("; ")
         )
