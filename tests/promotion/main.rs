@@ -11,10 +11,12 @@
 //!   the middle of a soak neither opens the gate early nor forgets the
 //!   evidence; a tag-only image is Stalled and a missing kubeConfig Secret
 //!   keeps the gate shut.
+//! - [`example`]: `examples/promotion/` as shipped does what it says.
 //! - [`remote`]: staging is another cluster (a plane of its own with its own
 //!   operator), read through a kubeConfig Secret; when its API server stops,
 //!   the gate stays shut (`UpstreamUnreachable`).
 
+mod example;
 mod local;
 mod remote;
 
