@@ -33,12 +33,15 @@ pub const DEFAULT_KEY: &str = "value";
 /// Flux's second choice when the key is the default and `value` is absent.
 const DEFAULT_KEY_YAML: &str = "value.yaml";
 
-/// How long the remote API server may take to accept a connection, and to
-/// answer: an unreachable upstream is reported within seconds, where kube's
-/// defaults (30 s to connect, no limit to answer) would hold a reconcile
-/// for minutes.
+/// How long the remote API server may take to accept a connection: an
+/// unreachable upstream is reported within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may stay silent: longer than a watch's own
+/// server-side timeout (kube's watcher asks for 290 s), so that a quiet
+/// watch of upstream records is ended by the server and resumed, not cut
+/// and listed again every half minute. A server that accepts and then says
+/// nothing is given up after this.
+const READ_TIMEOUT: Duration = Duration::from_secs(295);
 
 /// A client for another cluster.
 #[derive(Clone)]
