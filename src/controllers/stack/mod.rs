@@ -226,9 +226,35 @@ async fn converge(stack: &Stack, ctx: &Context, ns: &str, status: &mut StackStat
 
     let writes = write::Writes { applies, deletes };
     write::dry_run(stack, &identity, &writes).await?;
+    record_ahead(stack, ctx, ns, status, &declared).await?;
     write::commit(stack, ctx, ns, &identity, &writes).await?;
 
     history::record_applied(status, rendered, declared, stack.spec.history_limit);
+    Ok(())
+}
+
+/// Records in the inventory the objects about to be created, before they
+/// are: a process killed between creating them and recording what it
+/// applied leaves them to be pruned by the next reconcile (which may apply
+/// yet another version), not orphaned. One status write, only when the
+/// inventory grows.
+async fn record_ahead(
+    stack: &Stack,
+    ctx: &Context,
+    ns: &str,
+    status: &mut StackStatus,
+    declared: &BTreeSet<ManagedObject>,
+) -> Result<()> {
+    let mut inventory: BTreeSet<ManagedObject> = status.inventory.iter().cloned().collect();
+    let before = inventory.len();
+    inventory.extend(declared.iter().cloned());
+    if inventory.len() == before {
+        return Ok(());
+    }
+    status.inventory = inventory.into_iter().collect();
+    let api: Api<Stack> = Api::namespaced(ctx.client.clone(), ns);
+    super::apply::write_status(&api, stack, MANAGER, &*status).await?;
+    ctx.wrote_status(stack, &*status);
     Ok(())
 }
 
@@ -256,5 +282,76 @@ async fn announce_applied(
         let note = format!("applied version {version} ({digest})");
         ctx.publish(stack, EventType::Normal, "VersionApplied", "Apply", note)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::controllers::fixtures::{context, no_requests, object};
+
+    fn config_map(name: &str) -> ManagedObject {
+        ManagedObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("telco".into()),
+            name: name.into(),
+        }
+    }
+
+    fn stack() -> Stack {
+        serde_yaml::from_str(
+            "apiVersion: strata.dev/v1alpha1\nkind: Stack\n\
+             metadata: {name: edge-net, namespace: telco, uid: s1, generation: 2}\n\
+             spec: {version: 1.2.0}",
+        )
+        .unwrap()
+    }
+
+    /// A kill between creating a new version's objects and recording them
+    /// must not orphan them: they are in the inventory before they exist.
+    #[tokio::test]
+    async fn objects_about_to_be_created_are_recorded_first() {
+        let live = stack();
+        let (ctx, _, requests) = context(State::default(), move |m, p| {
+            assert_eq!(
+                (m, p),
+                (
+                    &Method::PATCH,
+                    "/apis/strata.dev/v1alpha1/namespaces/telco/stacks/edge-net/status"
+                )
+            );
+            object(&live)
+        });
+        let mut status = StackStatus {
+            inventory: vec![config_map("release-1-0-0"), config_map("settings")],
+            ..StackStatus::default()
+        };
+        let declared: BTreeSet<_> = [config_map("release-1-2-0"), config_map("settings")].into();
+        record_ahead(&stack(), &ctx, "telco", &mut status, &declared)
+            .await
+            .unwrap();
+        assert_eq!(requests.seen().len(), 1, "one status write");
+        assert_eq!(
+            status.inventory,
+            ["release-1-0-0", "release-1-2-0", "settings"].map(config_map),
+            "the old objects (still to prune) and the new ones"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_inventory_that_does_not_grow_is_not_written() {
+        let (ctx, _, requests) = context(State::default(), no_requests);
+        let mut status = StackStatus {
+            inventory: vec![config_map("release-1-0-0"), config_map("settings")],
+            ..StackStatus::default()
+        };
+        let declared: BTreeSet<_> = [config_map("settings")].into();
+        record_ahead(&stack(), &ctx, "telco", &mut status, &declared)
+            .await
+            .unwrap();
+        assert!(requests.seen().is_empty());
     }
 }
