@@ -13,6 +13,8 @@
 //!   `consumerRollout.maxConcurrent` at a time, observed through a watch.
 //! - [`dependencies`]: `dependsOn` holds a function back until its dependency
 //!   is Ready at a satisfying version; a cycle is Stalled.
+//! - [`retention`]: records beyond `STRATA_RECORD_RETENTION` are pruned,
+//!   oldest first, also after a restart.
 //! - [`steady_state`]: a converged function costs no write request per resync.
 //! - [`conflicts`]: edits by other writers to fields Strata manages are
 //!   restored once each, without loops or conflicts.
@@ -25,6 +27,7 @@ mod consumers;
 mod dependencies;
 mod policies;
 mod provenance;
+mod retention;
 mod steady_state;
 mod waves;
 

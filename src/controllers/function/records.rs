@@ -65,19 +65,53 @@ pub struct LedgerEnd {
 /// with its status, only its own failed status writes can make them differ
 /// again: the records need not be read for every rollout.
 #[derive(Default)]
-pub struct Ledgers(std::sync::Mutex<HashMap<String, Option<String>>>);
+pub struct Ledgers(std::sync::Mutex<HashMap<String, Ledger>>);
+
+/// What this process knows of one function's ledger.
+#[derive(Default)]
+struct Ledger {
+    /// The record the ledger ends at, once known.
+    end: Option<Option<String>>,
+    /// How many records the function has, once counted: the retention
+    /// check needs no list while the count is within the retention.
+    records: Option<usize>,
+}
 
 impl Ledgers {
     fn ends_at(&self, uid: &str, record: Option<&str>) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|known| known.get(uid).is_some_and(|end| end.as_deref() == record))
+        self.0.lock().is_ok_and(|known| {
+            known
+                .get(uid)
+                .and_then(|l| l.end.as_ref())
+                .is_some_and(|end| end.as_deref() == record)
+        })
     }
 
     /// Remembers that the ledger of the function with `uid` ends at `record`.
     pub fn ended_at(&self, uid: &str, record: Option<String>) {
         if let Ok(mut known) = self.0.lock() {
-            known.insert(uid.to_string(), record);
+            known.entry(uid.to_string()).or_default().end = Some(record);
+        }
+    }
+
+    /// How many records the function with `uid` has, if counted.
+    fn records(&self, uid: &str) -> Option<usize> {
+        self.0.lock().ok()?.get(uid)?.records
+    }
+
+    /// The function with `uid` has `count` records (`None`: not known).
+    fn counted(&self, uid: &str, count: Option<usize>) {
+        if let Ok(mut known) = self.0.lock() {
+            known.entry(uid.to_string()).or_default().records = count;
+        }
+    }
+
+    /// A record of the function with `uid` was created.
+    fn created(&self, uid: &str) {
+        if let Ok(mut known) = self.0.lock()
+            && let Some(count) = known.get_mut(uid).and_then(|l| l.records.as_mut())
+        {
+            *count += 1;
         }
     }
 
@@ -122,6 +156,7 @@ pub async fn ledger_end(
         record_name(nf, target, previous)
     });
     ctx.state.ledgers.ended_at(&uid, end.previous.clone());
+    ctx.state.ledgers.counted(&uid, Some(records.len()));
     Ok(end)
 }
 
@@ -236,6 +271,7 @@ pub async fn ensure(
     };
     match api.create(&params, &record).await {
         Ok(created) => {
+            ctx.state.ledgers.created(&nf.uid().unwrap_or_default());
             set_outcome(ctx, &created, Outcome::Progressing).await?;
             Ok((created.spec.started_at, true))
         }
@@ -359,20 +395,34 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
 }
 
 /// Deletes the oldest records of the function beyond the retention setting,
-/// never the record of the current rollout.
+/// never the record of the current rollout. Lists them only when this
+/// process does not know their count to be within the retention.
 pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str) -> Result<()> {
+    let uid = nf.uid().unwrap_or_default();
+    let retention = ctx.settings.record_retention.max(1);
+    if ctx
+        .state
+        .ledgers
+        .records(&uid)
+        .is_some_and(|n| n <= retention)
+    {
+        return Ok(());
+    }
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
     let mut records = api
         .list(&ListParams::default().labels(&selector))
         .await?
         .items;
-    let retention = ctx.settings.record_retention.max(1);
+    // Counted before deleting: a failed delete leaves the count high, and
+    // the next rollout lists again.
+    ctx.state.ledgers.counted(&uid, Some(records.len()));
     if records.len() <= retention {
         return Ok(());
     }
     sort_oldest_first(&mut records);
     let excess = records.len() - retention;
+    let mut left = records.len();
     for old in records
         .iter()
         .filter(|r| r.name_any() != current)
@@ -385,6 +435,8 @@ pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str)
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
+        left -= 1;
+        ctx.state.ledgers.counted(&uid, Some(left));
     }
     Ok(())
 }
