@@ -3,8 +3,9 @@
 //! a [`DedicatedPlane`] of a test's own), the operator as a process
 //! ([`Operator`]), a namespace per test ([`TestNamespace`]), the CRDs
 //! ([`install_crds`]), server-side [`apply`], kubectl, and waits with a
-//! deadline ([`wait_for`], [`wait_for_condition`]); nothing sleeps for a
-//! fixed time.
+//! deadline ([`wait_for`], [`wait_for_condition`]), and the API server's
+//! own request and watch-event counters ([`apiserver_counters`]); nothing
+//! sleeps for a fixed time.
 //!
 //! The plane is the one `hack/plane up` starts; `eval "$(hack/plane env)"`
 //! exports its `KUBECONFIG` and puts its `bin/` on `PATH`. Every test that
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod apiserver;
 mod kubectl;
 mod namespace;
 mod objects;
@@ -29,6 +31,7 @@ use std::sync::Once;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub use apiserver::{ApiServerCounters, RequestCounts, apiserver_counters};
 pub use kubectl::{OutputExt, kubectl, kubectl_with_stdin};
 pub use namespace::TestNamespace;
 pub use objects::{
