@@ -3,7 +3,11 @@
 //! time the same Deployments, Services and ConfigMaps take when applied
 //! directly, the API writes it costs, the writes it makes while idle, its
 //! memory at N and 10×N, a stack version adopted by 100 consumers, start-up
-//! and shutdown.
+//! and shutdown. Around every phase the API server's own counts of the
+//! requests it served (by resource and verb) and of the watch events it sent
+//! are read: the plane is the limit, so they show what the whole system (the
+//! Kubernetes controllers included) asks of it per function, next to the
+//! time ratio.
 //!
 //! `hack/bench` runs it on a dedicated plane (`cargo bench --bench scale`);
 //! `hack/test` runs its quick mode, with a short idle window, on the plane it
@@ -11,11 +15,12 @@
 //! prints, and fails only when something does not converge.
 //!
 //! [`options`] says what to run, [`workload`] what is applied, [`phases`]
-//! runs the measurements in order, [`measure`] reads the operator's process
-//! and the API server's write counters, and [`report`] prints and records
-//! the figures. The plane, the operator process, namespaces, CRDs, apply and
-//! waits come from the test kit (`strata-testkit`), as in the integration
-//! tests.
+//! runs the measurements in order, [`measure`] reads the operator's process,
+//! [`traffic`] what each phase cost the API server (its own counters, read
+//! before the phase and after it once the plane is quiet), [`report`]
+//! records the figures and [`table`] prints them. The plane, the operator
+//! process, namespaces, CRDs, apply, waits and the API server's counters come
+//! from the test kit (`strata-testkit`), as in the integration tests.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +28,8 @@ mod measure;
 mod options;
 mod phases;
 mod report;
+mod table;
+mod traffic;
 mod workload;
 
 use std::path::PathBuf;
@@ -67,7 +74,7 @@ async fn run(options: Options) -> Result<()> {
     bare_ns.cleanup().await;
     strata_ns.cleanup().await;
     outcome?;
-    report::print(&report);
+    table::print(&report);
     let path = options.json.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

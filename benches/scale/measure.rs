@@ -1,15 +1,13 @@
-//! What is read off the operator's process (readiness, reconciles, CPU,
-//! memory, shutdown) and off the API server (its write counters).
+//! What is read off the operator's process: readiness, reconciles, its own
+//! count of its writes, CPU, memory, shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kube::Client;
 use strata_testkit::{Operator, http_get, metric_sum, operator_binary, wait_for_every};
 
 use crate::Result;
-use crate::report::{Report, WriteRow};
 
 /// The operator as it runs in production (leader election on, the default
 /// resync), started by the test kit, with the figures read off its process.
@@ -101,6 +99,29 @@ impl MeasuredOperator {
         )
     }
 
+    /// The operator's own count of the writes it sent (`strata_api_writes_total`
+    /// by method, outcome `sent`; fenced writes never reach the API server).
+    /// Its leader election's Lease requests use a client of their own and
+    /// are not in it.
+    pub async fn api_writes(&self) -> BTreeMap<String, f64> {
+        let (code, body) = self.process.get("/metrics").await;
+        if code != 200 {
+            return BTreeMap::new();
+        }
+        ["POST", "PUT", "PATCH", "DELETE"]
+            .into_iter()
+            .map(|method| {
+                let sent = metric_sum(
+                    &body,
+                    "strata_api_writes_total",
+                    &[("method", method), ("outcome", "sent")],
+                );
+                (method.to_string(), sent)
+            })
+            .filter(|(_, sent)| *sent > 0.0)
+            .collect()
+    }
+
     /// CPU time (user and system) the process has used, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid()))
@@ -145,119 +166,4 @@ impl MeasuredOperator {
         }
         Ok(started.elapsed().as_secs_f64())
     }
-}
-
-/// Counter values of `apiserver_request_total` by (resource, verb); dry runs
-/// and reads are left out.
-pub type Counts = BTreeMap<(String, String), f64>;
-
-const WRITE_VERBS: &[&str] = &[
-    "POST",
-    "PUT",
-    "PATCH",
-    "APPLY",
-    "DELETE",
-    "DELETECOLLECTION",
-];
-
-pub async fn scrape(client: &Client) -> Result<Counts> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut counts = Counts::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let labels = parse_labels(labels);
-        let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
-        if !label("dry_run").is_empty() || !WRITE_VERBS.contains(&label("verb")) {
-            continue;
-        }
-        let mut resource = label("resource").to_string();
-        if !label("group").is_empty() {
-            resource = format!("{resource}.{}", label("group"));
-        }
-        if !label("subresource").is_empty() {
-            resource = format!("{resource}/{}", label("subresource"));
-        }
-        let value: f64 = value.trim().parse().unwrap_or(0.0);
-        *counts
-            .entry((resource, label("verb").to_string()))
-            .or_default() += value;
-    }
-    Ok(counts)
-}
-
-fn parse_labels(text: &str) -> HashMap<String, String> {
-    let mut labels = HashMap::new();
-    let mut rest = text;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let Some(end) = after.find('"') else { break };
-        labels.insert(
-            key.trim_start_matches(',').to_string(),
-            after[..end].to_string(),
-        );
-        rest = &after[end + 1..];
-    }
-    labels
-}
-
-pub fn writes(before: &Counts, after: &Counts) -> Counts {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect()
-}
-
-/// Writes of the objects Strata owns or writes: its own kinds, the children
-/// it applies, and Events (which the bare controllers write too).
-pub fn strata_object(resource: &str, verb: &str) -> bool {
-    (resource.contains("strata.dev") && !benchmark_apply(resource, verb))
-        || (verb == "APPLY" && ["deployments.apps", "services", "configmaps"].contains(&resource))
-}
-
-/// The benchmark's own applies of Stacks and NetworkFunctions (the user's writes).
-fn benchmark_apply(resource: &str, verb: &str) -> bool {
-    verb == "APPLY" && ["stacks.strata.dev", "networkfunctions.strata.dev"].contains(&resource)
-}
-
-pub fn account_writes(report: &mut Report, bare: &Counts, strata: &Counts, n: usize) {
-    let keys: std::collections::BTreeSet<_> = bare.keys().chain(strata.keys()).collect();
-    for key in keys {
-        report.writes.push(WriteRow {
-            resource: key.0.clone(),
-            verb: key.1.clone(),
-            bare: bare.get(key).copied().unwrap_or(0.0),
-            strata: strata.get(key).copied().unwrap_or(0.0),
-        });
-    }
-    let own: f64 = strata
-        .iter()
-        .filter(|((r, verb), _)| strata_object(r, verb))
-        .map(|(_, v)| v)
-        .sum();
-    let events = |c: &Counts| {
-        c.iter()
-            .filter(|((r, _), _)| r.starts_with("events"))
-            .map(|(_, v)| v)
-            .sum::<f64>()
-    };
-    let n = n as f64;
-    report.strata_writes_per_function = (own + (events(strata) - events(bare)).max(0.0)) / n;
-    // Per function: three children applied; one record created, its status
-    // written as Progressing and as Succeeded; the function's status written
-    // when the rollout starts and when it is Ready; one Event announcing the
-    // rollout.
-    report.design_minimum_writes_per_function = 9.0;
-    let total = |c: &Counts| {
-        c.iter()
-            .filter(|((r, verb), _)| !benchmark_apply(r, verb))
-            .map(|(_, v)| v)
-            .sum::<f64>()
-    };
-    report.extra_writes_per_function_vs_bare = (total(strata) - total(bare)) / n;
 }

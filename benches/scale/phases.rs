@@ -1,5 +1,6 @@
 //! The measurements, in order: the bare objects, the same through Strata,
-//! idleness, a stack version bump, a restart, and growth to scale × N.
+//! idleness, a stack version bump, a restart, and growth to scale × N; each
+//! within a [`PhaseWindow`] of the API server's and the operator's counts.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,9 +14,10 @@ use strata::api::{NetworkFunction, Stack};
 use strata_testkit::wait_for_every;
 
 use crate::Result;
-use crate::measure::{MeasuredOperator, account_writes, scrape, strata_object, writes};
+use crate::measure::MeasuredOperator;
 use crate::options::Options;
 use crate::report::Report;
+use crate::traffic::{PhaseWindow, account_writes, strata_object};
 use crate::workload::{
     BUMPED_VERSION, MAX_CONCURRENT, Object, STACK_VERSION, apply_all, bare_objects, function,
     stack, stack_name,
@@ -40,7 +42,8 @@ pub async fn run(
     // (b) The bare objects: what Strata renders for each function, applied directly.
     phase(&format!("bare: {} Deployments, Services and ConfigMaps", n));
     let bare = bare_objects(&stacks, &functions, bare_ns)?;
-    let before = scrape(client).await?;
+    let bare_applied = bare.len();
+    let window = PhaseWindow::open(client, None).await;
     let started = Instant::now();
     apply_all(client, bare_ns, bare, options.apply_concurrency).await;
     wait_all(
@@ -52,14 +55,14 @@ pub async fn run(
     )
     .await?;
     report.bare_seconds = started.elapsed().as_secs_f64();
-    let bare_writes = writes(&before, &scrape(client).await?);
+    let bare = window.close(client, "bare", n, bare_applied, None).await;
 
     // (a) The same through Strata.
     phase(&format!("strata: {} stacks, {n} functions", options.stacks));
     let mut operator = MeasuredOperator::start(strata_ns);
     operator.wait_ready(Duration::from_secs(60)).await;
     let cpu_before = operator.cpu_seconds();
-    let before = scrape(client).await?;
+    let window = PhaseWindow::open(client, Some(&operator)).await;
     let started = Instant::now();
     let objects = stacks
         .iter()
@@ -83,15 +86,36 @@ pub async fn run(
     report.ratio = report.strata_seconds / report.bare_seconds;
     report.operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
     report.reconciles_per_function = operator.reconciles().await / n as f64;
-    let strata_writes = writes(&before, &scrape(client).await?);
-    account_writes(report, &bare_writes, &strata_writes, n);
+    let strata = window
+        .close(client, "strata", n, options.stacks + n, Some(&operator))
+        .await;
+    account_writes(
+        report,
+        &bare.apiserver.writes(),
+        &strata.apiserver.writes(),
+        n,
+    );
+    report.write_ratio = ratio(
+        strata.counts.writes_per_function,
+        bare.counts.writes_per_function,
+    );
+    report.watch_event_ratio = ratio(
+        strata.counts.watch_events_per_function,
+        bare.counts.watch_events_per_function,
+    );
+    report.operator_writes_per_function = strata.counts.operator_writes_per_function.unwrap_or(0.0);
+    report.phases.extend([bare.counts, strata.counts]);
 
     // Idle: nothing changes; nothing should be written.
     phase(&format!("idle for {} s", options.idle_seconds));
-    let before = scrape(client).await?;
+    let window = PhaseWindow::open(client, Some(&operator)).await;
     // A measurement window, not a wait for a condition.
     tokio::time::sleep(Duration::from_secs(options.idle_seconds)).await;
-    let idle = writes(&before, &scrape(client).await?);
+    let idle = window
+        .close_now(client, "idle", 0, 0, Some(&operator))
+        .await;
+    let idle_counts = idle.counts;
+    let idle = idle.apiserver.writes();
     report.idle_writes = idle
         .iter()
         .filter(|(_, v)| **v > 0.0)
@@ -107,6 +131,7 @@ pub async fn run(
     let (peak, steady) = operator.memory_mib();
     report.rss_peak_mib_at_n = peak;
     report.rss_steady_mib_at_n = steady;
+    report.phases.push(idle_counts);
 
     // A stack version bump, adopted by the consumers of one stack.
     let consumers = functions
@@ -118,6 +143,7 @@ pub async fn run(
         stack_name(0)
     ));
     report.bump_consumers = consumers;
+    let window = PhaseWindow::open(client, Some(&operator)).await;
     let started = Instant::now();
     apply_all(
         client,
@@ -128,10 +154,16 @@ pub async fn run(
     .await;
     report.bump_max_moving_seen = wait_adopted(&nfs, consumers, options.timeout()).await?;
     report.bump_seconds = started.elapsed().as_secs_f64();
+    let bump = window
+        .close(client, "bump", consumers, 1, Some(&operator))
+        .await;
+    report.phases.push(bump.counts);
 
     // Shutdown and start-up with N functions in the caches.
     phase("SIGTERM, then start again");
-    let before = scrape(client).await?;
+    // The new process counts its writes from its start; the old one's last
+    // (between here and its exit) are only in the API server's counts.
+    let window = PhaseWindow::open(client, None).await;
     report.sigterm_to_exit_ms = operator.terminate(Duration::from_secs(60)).await? * 1e3;
     let mut operator = MeasuredOperator::start(strata_ns);
     let (ready, first) = operator
@@ -140,8 +172,11 @@ pub async fn run(
     report.start_to_ready_ms = ready * 1e3;
     report.start_to_first_reconcile_ms = first * 1e3;
     operator.wait_reconciled(n, Duration::from_secs(300)).await;
-    let restart = writes(&before, &scrape(client).await?);
+    let restart = window.close(client, "restart", 0, 0, Some(&operator)).await;
+    report.phases.push(restart.counts);
     report.restart_writes = restart
+        .apiserver
+        .writes()
         .iter()
         .filter(|((r, verb), _)| strata_object(r, verb))
         .map(|(_, v)| v)
@@ -158,6 +193,7 @@ pub async fn run(
         let added = (n..total)
             .map(|i| Object::Function(function(i, options.stacks, options.scale_replicas)))
             .collect();
+        let window = PhaseWindow::open(client, Some(&operator)).await;
         let started = Instant::now();
         apply_all(client, strata_ns, added, options.apply_concurrency).await;
         wait_all(
@@ -169,6 +205,10 @@ pub async fn run(
         )
         .await?;
         report.scale_seconds = started.elapsed().as_secs_f64();
+        let scale = window
+            .close(client, "scale", total - n, total - n, Some(&operator))
+            .await;
+        report.phases.push(scale.counts);
         report.scaled_functions = total;
         report.scaled_replicas = options.scale_replicas;
         // A short quiet spell before reading the steady size.
@@ -179,6 +219,14 @@ pub async fn run(
     }
     operator.terminate(Duration::from_secs(60)).await?;
     Ok(())
+}
+
+/// `a / b` per function, or 0 when either phase has no functions.
+fn ratio(a: Option<f64>, b: Option<f64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => a / b,
+        _ => 0.0,
+    }
 }
 
 fn phase(what: &str) {

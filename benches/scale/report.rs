@@ -1,7 +1,6 @@
-//! The figures of one run: printed as a table, written as JSON.
+//! The figures of one run, written as JSON ([`crate::table`] prints them).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -15,11 +14,28 @@ pub struct Report {
     pub bare_seconds: f64,
     pub strata_seconds: f64,
     pub ratio: f64,
+    /// Mutating requests per function on the whole plane (every writer),
+    /// Strata phase over bare phase: the ratio the API server's load implies.
+    pub write_ratio: f64,
+    /// Watch events sent per function, Strata phase over bare phase.
+    pub watch_event_ratio: f64,
+    /// What the API server counted in each phase, in order.
+    pub phases: Vec<PhaseCounts>,
+    /// Mutating requests by resource and verb in the bare and Strata phases,
+    /// the Strata phase's most first.
     pub writes: Vec<WriteRow>,
+    /// The operator's own count of its writes in the Strata phase
+    /// (`strata_api_writes_total`), per function.
+    pub operator_writes_per_function: f64,
+    /// Strata's writes per function by the API server's counts: writes of
+    /// Strata's kinds (not the benchmark's applies), applies of the
+    /// children's kinds, and the Events beyond the bare phase's.
     pub strata_writes_per_function: f64,
     pub reconciles_per_function: f64,
     pub operator_cpu_seconds: f64,
     pub design_minimum_writes_per_function: f64,
+    /// Every writer's writes per function, Strata phase minus bare phase,
+    /// without the benchmark's applies of Stacks and NetworkFunctions.
     pub extra_writes_per_function_vs_bare: f64,
     pub idle_seconds: u64,
     pub idle_writes: BTreeMap<String, f64>,
@@ -39,6 +55,82 @@ pub struct Report {
     pub scale_seconds: f64,
     pub rss_peak_mib_at_scale: f64,
     pub rss_steady_mib_at_scale: f64,
+}
+
+/// What the API server counted in one phase (its `apiserver_request_total`
+/// and `apiserver_watch_events_total`, every client of the plane), with the
+/// benchmark's own applies and the operator's own count set apart.
+#[derive(Serialize, Default)]
+pub struct PhaseCounts {
+    /// bare, strata, idle, bump, restart, scale.
+    pub phase: String,
+    /// From the phase's start until its counts were read.
+    pub seconds: f64,
+    /// From convergence until the start of the first second in which the
+    /// API server counted no write but Lease renewals (the writes that
+    /// trail convergence ended within the second before); none for the
+    /// idle window, or when writes went on for a minute.
+    pub quiet_after_seconds: Option<f64>,
+    /// What "per function" divides by: the functions the phase applies
+    /// (bump: the consumers that adopt); 0 when nothing is per function.
+    pub functions: usize,
+    /// Mutating requests: POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION.
+    pub writes: f64,
+    pub writes_per_function: Option<f64>,
+    /// The objects the benchmark applied (what a user writes).
+    pub writes_by_benchmark: f64,
+    /// The operator's own count (`strata_api_writes_total`, sent); none in
+    /// the bare phase. Without its leader election's Lease renewals, with
+    /// its dry runs.
+    pub writes_by_operator: Option<f64>,
+    pub operator_writes_per_function: Option<f64>,
+    /// The rest (`writes` and `dry_runs`, less the benchmark's and the
+    /// operator's): kube-controller-manager (ReplicaSets, Pods, EndpointSlices,
+    /// Endpoints, statuses, Events), the scheduler's bindings, kwok's pod and
+    /// node status, and every Lease (Strata's too).
+    pub writes_by_others: f64,
+    pub others_writes_per_function: Option<f64>,
+    /// Mutating requests answered with an error (conflicts among them).
+    pub writes_refused: f64,
+    /// Dry runs: mutating requests that change nothing (not in `writes`;
+    /// in the operator's count, whose they are).
+    pub dry_runs: f64,
+    pub operator_writes_by_method: BTreeMap<String, f64>,
+    /// GETs and LISTs of resources.
+    pub reads: f64,
+    /// Watch events sent, one per watcher an event reaches (the benchmark's
+    /// own watch of what it waits for among them).
+    pub watch_events: f64,
+    /// Of those, the initial events of new watches (existing objects
+    /// listed to a watcher that (re)started, whenever it did).
+    pub watch_initial_events: f64,
+    /// The other watch events (changes) per function.
+    pub watch_events_per_function: Option<f64>,
+    pub watch_event_bytes: f64,
+    /// Mutating requests by resource and verb, most first.
+    pub writes_by_resource: Vec<WriteCount>,
+    /// Watch events by resource, most first.
+    pub watch_events_by_resource: Vec<WatchCount>,
+}
+
+/// Mutating requests of one resource and verb in one phase.
+#[derive(Serialize)]
+pub struct WriteCount {
+    pub resource: String,
+    pub verb: String,
+    pub count: f64,
+    /// Of those, answered with an error.
+    pub refused: f64,
+}
+
+/// Watch events of one resource sent in one phase.
+#[derive(Serialize)]
+pub struct WatchCount {
+    pub resource: String,
+    pub events: f64,
+    /// Of those, initial events of new watches.
+    pub initial: f64,
+    pub bytes: f64,
 }
 
 /// Writes of one resource in the bare and the Strata phase.
@@ -79,124 +171,4 @@ pub fn machine() -> String {
         .map(|kib| kib / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     format!("{cores} cores ({cpu}), {memory:.0} GiB")
-}
-
-/// Prints the figures as a table.
-pub fn print(r: &Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\nStrata scale benchmark on {}", r.machine);
-    let _ = writeln!(
-        out,
-        "{} functions over {} stacks, {} replicas each\n",
-        r.functions, r.stacks, r.replicas
-    );
-    let rows: [(String, String); 14] = [
-        (
-            "bare objects Available (b)".into(),
-            format!("{:.1} s", r.bare_seconds),
-        ),
-        (
-            "Strata functions Ready (a)".into(),
-            format!("{:.1} s", r.strata_seconds),
-        ),
-        ("ratio a/b".into(), format!("{:.2}", r.ratio)),
-        (
-            "operator CPU to converge".into(),
-            format!("{:.1} s", r.operator_cpu_seconds),
-        ),
-        (
-            "NetworkFunction reconciles per function".into(),
-            format!("{:.1}", r.reconciles_per_function),
-        ),
-        (
-            "Strata writes per function".into(),
-            format!(
-                "{:.2} (design minimum {:.0})",
-                r.strata_writes_per_function, r.design_minimum_writes_per_function
-            ),
-        ),
-        (
-            "all writes per function, Strata minus bare, without the benchmark's own".into(),
-            format!("{:.2}", r.extra_writes_per_function_vs_bare),
-        ),
-        (
-            format!("writes to Strata's objects in {} s idle", r.idle_seconds),
-            format!("{}", r.idle_writes_strata_objects),
-        ),
-        (
-            "operator RSS at N: peak / steady".into(),
-            format!(
-                "{:.1} / {:.1} MiB",
-                r.rss_peak_mib_at_n, r.rss_steady_mib_at_n
-            ),
-        ),
-        (
-            format!(
-                "stack bump adopted by {} consumers ({})",
-                r.bump_consumers, r.bump_max_concurrent
-            ),
-            format!(
-                "{:.1} s (at most {} moving at once)",
-                r.bump_seconds, r.bump_max_moving_seen
-            ),
-        ),
-        (
-            "SIGTERM to exit".into(),
-            format!("{:.0} ms", r.sigterm_to_exit_ms),
-        ),
-        (
-            "start to ready (caches synced)".into(),
-            format!("{:.0} ms", r.start_to_ready_ms),
-        ),
-        (
-            "start to first reconcile".into(),
-            format!("{:.0} ms", r.start_to_first_reconcile_ms),
-        ),
-        (
-            "writes after a restart (N unchanged)".into(),
-            format!("{}", r.restart_writes),
-        ),
-    ];
-    for (what, value) in rows {
-        let _ = writeln!(out, "  {what:<52} {value}");
-    }
-    if r.scaled_functions > 0 {
-        let _ = writeln!(
-            out,
-            "  {:<52} {:.1} s",
-            format!(
-                "grow to {} functions ({} replicas)",
-                r.scaled_functions, r.scaled_replicas
-            ),
-            r.scale_seconds
-        );
-        let _ = writeln!(
-            out,
-            "  {:<52} {:.1} / {:.1} MiB",
-            format!("operator RSS at {}: peak / steady", r.scaled_functions),
-            r.rss_peak_mib_at_scale,
-            r.rss_steady_mib_at_scale
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n  writes to converge, by resource     verb      bare    strata  strata/function"
-    );
-    for row in &r.writes {
-        let _ = writeln!(
-            out,
-            "  {:<36} {:<8} {:>7} {:>9} {:>8.2}",
-            row.resource,
-            row.verb,
-            row.bare,
-            row.strata,
-            row.strata / r.functions as f64
-        );
-    }
-    if !r.idle_writes.is_empty() {
-        let _ = writeln!(out, "\n  writes while idle (every writer on the plane):");
-        for (what, count) in &r.idle_writes {
-            let _ = writeln!(out, "  {what:<46} {count}");
-        }
-    }
 }

@@ -1,0 +1,252 @@
+//! The figures of one run, printed as a table.
+
+use std::io::Write as _;
+
+use crate::report::{PhaseCounts, Report};
+
+/// Prints the figures as a table.
+pub fn print(r: &Report) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\nStrata scale benchmark on {}", r.machine);
+    let _ = writeln!(
+        out,
+        "{} functions over {} stacks, {} replicas each\n",
+        r.functions, r.stacks, r.replicas
+    );
+    let phase = |name: &str| r.phases.iter().find(|p| p.phase == name);
+    let (bare, strata) = (phase("bare"), phase("strata"));
+    let rows: [(String, String); 16] = [
+        (
+            "bare objects Available (b)".into(),
+            format!("{:.1} s", r.bare_seconds),
+        ),
+        (
+            "Strata functions Ready (a)".into(),
+            format!("{:.1} s", r.strata_seconds),
+        ),
+        ("ratio a/b".into(), format!("{:.2}", r.ratio)),
+        (
+            "writes per function, every writer: bare / Strata".into(),
+            format!(
+                "{} / {} (ratio {:.2})",
+                per_function(bare.and_then(|p| p.writes_per_function)),
+                per_function(strata.and_then(|p| p.writes_per_function)),
+                r.write_ratio
+            ),
+        ),
+        (
+            "watch events (changes) per function: bare / Strata".into(),
+            format!(
+                "{} / {} (ratio {:.2})",
+                per_function(bare.and_then(|p| p.watch_events_per_function)),
+                per_function(strata.and_then(|p| p.watch_events_per_function)),
+                r.watch_event_ratio
+            ),
+        ),
+        (
+            "operator CPU to converge".into(),
+            format!("{:.1} s", r.operator_cpu_seconds),
+        ),
+        (
+            "NetworkFunction reconciles per function".into(),
+            format!("{:.1}", r.reconciles_per_function),
+        ),
+        (
+            "Strata writes per function, its own count".into(),
+            format!(
+                "{:.2} (design minimum {:.0})",
+                r.operator_writes_per_function, r.design_minimum_writes_per_function
+            ),
+        ),
+        (
+            "  by the API server's counts of Strata's objects".into(),
+            format!("{:.2}", r.strata_writes_per_function),
+        ),
+        (
+            format!("writes to Strata's objects in {} s idle", r.idle_seconds),
+            format!("{}", r.idle_writes_strata_objects),
+        ),
+        (
+            "operator RSS at N: peak / steady".into(),
+            format!(
+                "{:.1} / {:.1} MiB",
+                r.rss_peak_mib_at_n, r.rss_steady_mib_at_n
+            ),
+        ),
+        (
+            format!(
+                "stack bump adopted by {} consumers ({})",
+                r.bump_consumers, r.bump_max_concurrent
+            ),
+            format!(
+                "{:.1} s (at most {} moving at once)",
+                r.bump_seconds, r.bump_max_moving_seen
+            ),
+        ),
+        (
+            "SIGTERM to exit".into(),
+            format!("{:.0} ms", r.sigterm_to_exit_ms),
+        ),
+        (
+            "start to ready (caches synced)".into(),
+            format!("{:.0} ms", r.start_to_ready_ms),
+        ),
+        (
+            "start to first reconcile".into(),
+            format!("{:.0} ms", r.start_to_first_reconcile_ms),
+        ),
+        (
+            "writes after a restart (N unchanged)".into(),
+            format!("{}", r.restart_writes),
+        ),
+    ];
+    for (what, value) in rows {
+        let _ = writeln!(out, "  {what:<52} {value}");
+    }
+    if r.scaled_functions > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<52} {:.1} s",
+            format!(
+                "grow to {} functions ({} replicas)",
+                r.scaled_functions, r.scaled_replicas
+            ),
+            r.scale_seconds
+        );
+        let _ = writeln!(
+            out,
+            "  {:<52} {:.1} / {:.1} MiB",
+            format!("operator RSS at {}: peak / steady", r.scaled_functions),
+            r.rss_peak_mib_at_scale,
+            r.rss_steady_mib_at_scale
+        );
+    }
+    print_phases(&mut out, r);
+    let _ = writeln!(
+        out,
+        "\n  writes to converge, the Strata phase's most   verb      bare    strata  strata/function"
+    );
+    for row in r.writes.iter().take(TOP) {
+        let _ = writeln!(
+            out,
+            "  {:<44} {:<8} {:>7} {:>9} {:>8.2}",
+            row.resource,
+            row.verb,
+            row.bare,
+            row.strata,
+            row.strata / r.functions as f64
+        );
+    }
+    if r.writes.len() > TOP {
+        let _ = writeln!(
+            out,
+            "  ({} more resources and verbs in the JSON)",
+            r.writes.len() - TOP
+        );
+    }
+    if let (Some(bare), Some(strata)) = (bare, strata) {
+        let _ = writeln!(
+            out,
+            "\n  watch events to converge, the Strata phase's most         bare    strata  strata/function"
+        );
+        for row in strata.watch_events_by_resource.iter().take(TOP / 2) {
+            let in_bare = bare
+                .watch_events_by_resource
+                .iter()
+                .find(|b| b.resource == row.resource)
+                .map_or(0.0, |b| b.events);
+            let _ = writeln!(
+                out,
+                "  {:<53} {:>7} {:>9} {:>8.2}",
+                row.resource,
+                in_bare,
+                row.events,
+                row.events / r.functions as f64
+            );
+        }
+    }
+    if !r.idle_writes.is_empty() {
+        let _ = writeln!(out, "\n  writes while idle (every writer on the plane):");
+        for (what, count) in &r.idle_writes {
+            let _ = writeln!(out, "  {what:<46} {count}");
+        }
+    }
+}
+
+/// How many resources (and verbs) the table shows of each breakdown; the
+/// JSON has them all.
+const TOP: usize = 10;
+
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn per_function(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
+/// A row's cell of one phase.
+type Cell = fn(&PhaseCounts) -> String;
+
+/// What the API server counted in each phase, a column each.
+fn print_phases(out: &mut impl std::io::Write, r: &Report) {
+    if r.phases.is_empty() {
+        return;
+    }
+    let _ = write!(out, "\n  {:<50}", "the API server's counts, per phase");
+    for p in &r.phases {
+        let _ = write!(out, " {:>8}", p.phase);
+    }
+    let _ = writeln!(out);
+    let rows: [(&str, Cell); 17] = [
+        ("seconds", |p| format!("{:.1}", p.seconds)),
+        ("  of which from convergence until quiet", |p| {
+            p.quiet_after_seconds
+                .map_or("-".to_string(), |s| format!("{s:.1}"))
+        }),
+        ("functions (what per function divides by)", |p| {
+            p.functions.to_string()
+        }),
+        ("writes: mutating requests, every writer", |p| {
+            count(p.writes)
+        }),
+        ("  per function", |p| per_function(p.writes_per_function)),
+        ("  by the benchmark (its applies)", |p| {
+            count(p.writes_by_benchmark)
+        }),
+        ("  by the operator (strata_api_writes_total)", |p| {
+            p.writes_by_operator.map_or("-".to_string(), count)
+        }),
+        ("    per function", |p| {
+            per_function(p.operator_writes_per_function)
+        }),
+        ("  by the rest: controllers, scheduler, kwok, leases", |p| {
+            count(p.writes_by_others)
+        }),
+        ("    per function", |p| {
+            per_function(p.others_writes_per_function)
+        }),
+        ("  refused (4xx, 5xx)", |p| count(p.writes_refused)),
+        ("dry runs (not in writes; the operator's)", |p| {
+            count(p.dry_runs)
+        }),
+        ("reads: GET, LIST", |p| count(p.reads)),
+        ("watch events sent", |p| count(p.watch_events)),
+        ("  of which initial events of new watches", |p| {
+            count(p.watch_initial_events)
+        }),
+        ("  the others (changes) per function", |p| {
+            per_function(p.watch_events_per_function)
+        }),
+        ("  MiB", |p| {
+            format!("{:.1}", p.watch_event_bytes / 1024.0 / 1024.0)
+        }),
+    ];
+    for (what, value) in rows {
+        let _ = write!(out, "  {what:<50}");
+        for p in &r.phases {
+            let _ = write!(out, " {:>8}", value(p));
+        }
+        let _ = writeln!(out);
+    }
+}
