@@ -98,6 +98,8 @@ pub struct PhaseCounts {
     pub operator_writes_by_method: BTreeMap<String, f64>,
     /// GETs and LISTs of resources.
     pub reads: f64,
+    /// GETs and LISTs by resource and verb, most first.
+    pub reads_by_resource: Vec<RequestCount>,
     /// Watch events sent, one per watcher an event reaches (the benchmark's
     /// own watch of what it waits for among them).
     pub watch_events: f64,
@@ -108,14 +110,14 @@ pub struct PhaseCounts {
     pub watch_events_per_function: Option<f64>,
     pub watch_event_bytes: f64,
     /// Mutating requests by resource and verb, most first.
-    pub writes_by_resource: Vec<WriteCount>,
+    pub writes_by_resource: Vec<RequestCount>,
     /// Watch events by resource, most first.
     pub watch_events_by_resource: Vec<WatchCount>,
 }
 
-/// Mutating requests of one resource and verb in one phase.
+/// Requests of one resource and verb in one phase.
 #[derive(Serialize)]
-pub struct WriteCount {
+pub struct RequestCount {
     pub resource: String,
     pub verb: String,
     pub count: f64,

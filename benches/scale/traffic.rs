@@ -11,7 +11,7 @@ use kube::Client;
 use strata_testkit::{ApiServerCounters, RequestCounts, apiserver_counters, wait_for_every};
 
 use crate::measure::MeasuredOperator;
-use crate::report::{PhaseCounts, Report, WatchCount, WriteCount, WriteRow};
+use crate::report::{PhaseCounts, Report, RequestCount, WatchCount, WriteRow};
 
 /// Writes that are no phase's: every component renews its Lease on a clock.
 const LEASES: &str = "leases.coordination.k8s.io";
@@ -146,6 +146,8 @@ async fn quiet(client: &Client, phase: &str) -> Option<f64> {
     wait_for_every(QUIET, within, "the plane to go quiet", probe).await
 }
 
+/// The figures of phase `name` from what the API server's counters grew by
+/// in it, with the benchmark's applies and the operator's count apart.
 fn phase_counts(
     apiserver: &ApiServerCounters,
     name: &str,
@@ -163,17 +165,6 @@ fn phase_counts(
     let dry_runs = apiserver.total_dry_runs();
     let others = writes + dry_runs - applied - operator_writes.unwrap_or(0.0);
     let per_function = |v: f64| (functions > 0).then(|| v / functions as f64);
-    let mut writes_by_resource: Vec<WriteCount> = apiserver
-        .writes()
-        .into_iter()
-        .map(|(key, count)| WriteCount {
-            refused: apiserver.refused.get(&key).copied().unwrap_or(0.0),
-            resource: key.0,
-            verb: key.1,
-            count,
-        })
-        .collect();
-    writes_by_resource.sort_by(|a, b| b.count.total_cmp(&a.count));
     let mut watch_events_by_resource: Vec<WatchCount> = apiserver
         .watch_events
         .iter()
@@ -209,15 +200,31 @@ fn phase_counts(
         writes_refused: apiserver.total_refused_writes(),
         operator_writes_by_method: by_operator.unwrap_or_default(),
         reads: apiserver.total_reads(),
+        reads_by_resource: by_resource(apiserver, apiserver.reads()),
         watch_events: apiserver.total_watch_events(),
         watch_initial_events: apiserver.total_watch_initial_events(),
         watch_events_per_function: per_function(
             apiserver.total_watch_events() - apiserver.total_watch_initial_events(),
         ),
         watch_event_bytes: apiserver.total_watch_event_bytes(),
-        writes_by_resource,
+        writes_by_resource: by_resource(apiserver, apiserver.writes()),
         watch_events_by_resource,
     }
+}
+
+/// `counts` as rows, the most first, with how many of each were refused.
+fn by_resource(apiserver: &ApiServerCounters, counts: RequestCounts) -> Vec<RequestCount> {
+    let mut rows: Vec<RequestCount> = counts
+        .into_iter()
+        .map(|(key, count)| RequestCount {
+            refused: apiserver.refused.get(&key).copied().unwrap_or(0.0),
+            resource: key.0,
+            verb: key.1,
+            count,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.count.total_cmp(&a.count));
+    rows
 }
 
 /// Writes of the objects Strata owns or writes: its own kinds, the children

@@ -84,10 +84,10 @@ impl ApiServerCounters {
             }
             match name {
                 "apiserver_request_total" => {
-                    // A request for no resource (`/readyz`, `/metrics`) has its
-                    // path as the subresource.
+                    // A request for no resource (`/readyz`, `/openapi/v3`) has
+                    // its path as the subresource, with or without the `/`.
                     if resource.is_empty() {
-                        resource = label("subresource").to_string();
+                        resource = format!("/{}", label("subresource").trim_start_matches('/'));
                     } else if !label("subresource").is_empty() {
                         resource = format!("{resource}/{}", label("subresource"));
                     }
@@ -152,15 +152,21 @@ impl ApiServerCounters {
         total(&self.dry_runs, WRITE_VERBS)
     }
 
-    /// All GETs and LISTs of resources (not of paths such as `/readyz`).
-    pub fn total_reads(&self) -> f64 {
-        let resources: RequestCounts = self
-            .requests
+    /// The GETs and LISTs of resources (not of paths such as `/readyz`),
+    /// by (resource, verb).
+    pub fn reads(&self) -> RequestCounts {
+        self.requests
             .iter()
-            .filter(|((resource, _), _)| !resource.starts_with('/'))
+            .filter(|((resource, verb), _)| {
+                !resource.starts_with('/') && READ_VERBS.contains(&verb.as_str())
+            })
             .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        total(&resources, READ_VERBS)
+            .collect()
+    }
+
+    /// All GETs and LISTs of resources.
+    pub fn total_reads(&self) -> f64 {
+        total(&self.reads(), READ_VERBS)
     }
 
     /// All watch events sent.
@@ -234,6 +240,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="",res
 apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="binding",verb="POST",version="v1"} 5
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="LIST",version="v1"} 8
 apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/readyz",verb="GET",version=""} 3
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="openapi/v3",verb="GET",version=""} 2
 apiserver_watch_events_total{group="",resource="pods",version="v1"} 130
 apiserver_watch_events_total{group="apps",resource="deployments",version="v1"} 12
 apiserver_watch_events_sizes_sum{group="",resource="pods",version="v1"} 80000
@@ -270,11 +277,13 @@ apiserver_init_events_total{group="apps",resource="deployments"} 2
             RequestCounts::from([(key("deployments.apps", "APPLY"), 9.0)])
         );
         assert_eq!(window.requests[&key("/readyz", "GET")], 3.0);
+        assert_eq!(window.requests[&key("/openapi/v3", "GET")], 2.0);
         assert_eq!(
-            window.total_reads(),
-            1.0,
-            "one LIST; /readyz is no resource"
+            window.reads(),
+            RequestCounts::from([(key("pods", "LIST"), 1.0)]),
+            "/readyz and /openapi/v3 are no resources"
         );
+        assert_eq!(window.total_reads(), 1.0);
         assert_eq!(
             window.watch_events,
             BTreeMap::from([
