@@ -58,7 +58,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        Self {
+        let metrics = Self {
             reconcile_total: counter(
                 r,
                 "strata_reconcile_total",
@@ -137,7 +137,13 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry: with_process_metrics(registry),
-        }
+        };
+        // The unlabelled histograms exist from the start, at zero: a rate
+        // over the first observation needs the sample before it (a series
+        // that appears at 1 shows no increase).
+        metrics.deploy_cycle.with_label_values(&[] as &[&str]);
+        metrics.recovery.with_label_values(&[] as &[&str]);
+        metrics
     }
 
     /// Records whether `kind` `namespace/name` is Ready now (`None`) or not,

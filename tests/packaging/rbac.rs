@@ -45,11 +45,12 @@ const OPERATOR: &[Need] = &[
     // (src/render/chain.rs).
     ("strata.dev", "servicechains/finalizers", &["update"]),
     // src/controllers/function/records.rs: ensure (get, create; get after a
-    // 409), conclude (get), prune (list, delete). Never watched.
+    // 409), conclude (get), prune (list, delete); upstream.rs: the records a
+    // promotion gate reads, listed and watched.
     (
         "strata.dev",
         "deploymentrecords",
-        &["get", "list", "create", "delete"],
+        &["get", "list", "watch", "create", "delete"],
     ),
     // records.rs set_outcome -> apply_status.
     ("strata.dev", "deploymentrecords/status", &["patch"]),

@@ -155,16 +155,24 @@ async fn an_artifact_reaches_production_only_after_its_soak_in_staging() {
         })
         .await;
     assert_eq!(runs_on(&held).as_deref(), Some("1.0.0"));
-    let stack: Stack = production.stacks.get("edge").await.unwrap();
-    let rollout = stack
-        .status
-        .unwrap()
-        .rollout
-        .expect("an adoption under way");
-    assert!(
-        rollout.failed.is_empty() && rollout.pending == 1,
-        "a gated consumer is pending, not failed: {rollout:?}"
-    );
+    // The Stack's adoption of 1.1.0 counts it as pending, never failed.
+    wait_for(
+        DEADLINE,
+        "production's adoption of 1.1.0 to wait on upf",
+        || async {
+            let stack: Stack = production
+                .stacks
+                .get("edge")
+                .await
+                .map_err(|e| e.to_string())?;
+            let rollout = stack.status.and_then(|s| s.rollout);
+            match &rollout {
+                Some(r) if r.version == "1.1.0" && r.pending == 1 && r.failed.is_empty() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     operator.kill();
     operator.wait_exit(Duration::from_secs(10)).await;
     let mut operator = Operator::start_with(staging.name(), &env);

@@ -68,19 +68,33 @@ async fn an_artifact_verified_in_another_cluster_reaches_production_and_an_unrea
     assert!(seconds(&evidence[0].soaked) >= 3.0, "{evidence:?}");
 
     // The upstream API server stops: a new version waits, UpstreamUnreachable.
+    // Once the gate knows (what runs keeps running, and says so), the
+    // artifact verified before, with a new configuration, waits: its
+    // verification cannot be read, and the gate stays shut.
     drop(upstream_operator);
-    let Env { ns: staging, .. } = staging;
-    staging.cleanup().await;
     plane.stop("kube-apiserver").await;
-    production
-        .apply_function("upf", upf("1.0.1", gate.clone()))
+    production.verified("upf", "UpstreamUnreachable").await;
+    let mut reconfigured = upf("1.0.0", json!({"config": {"mode": "fast"}}));
+    reconfigured["promotion"] = gate["promotion"].clone();
+    production.apply_function("upf", reconfigured).await;
+    let shut = production
+        .function_until("upf", "its new configuration held", |nf| {
+            super::observed(nf)
+                && condition(nf, "Ready")
+                    .is_some_and(|c| c.status == "False" && c.reason == "UpstreamUnreachable")
+        })
         .await;
-    let shut = production.verified("upf", "UpstreamUnreachable").await;
     let message = &condition(&shut, "Verified").unwrap().message;
     assert!(message.contains("staging-kubeconfig"), "{message}");
     assert!(
         !message.contains("BEGIN") && !message.contains("token"),
         "no credential in the message: {message}"
+    );
+    let held = shut.status.clone().unwrap().deployed_with.unwrap();
+    assert_eq!(
+        Some(held.record),
+        current.metadata.name.clone(),
+        "nothing new rolled out"
     );
     assert_eq!(
         runs_on(&shut).as_deref(),

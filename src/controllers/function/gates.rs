@@ -199,13 +199,35 @@ pub(super) async fn promotion(
             function: requirement.function(&name).to_string(),
         });
     }
-    let views = ctx.state.upstreams.require(&ctx.client, &me, &sources);
+    let live = || {
+        ctx.stores
+            .functions
+            .get(&me)
+            .is_some_and(|cached| cached.metadata.uid == nf.metadata.uid)
+    };
+    let views = ctx
+        .state
+        .upstreams
+        .require(&ctx.client, &me, &sources, live);
+    if views.len() < sources.len() {
+        // Deleted meanwhile: nothing more to do for it.
+        return Ok(ControlFlow::Break(Action::await_change()));
+    }
     let artifact = Artifact {
         version: &nf.spec.version,
         image: &nf.spec.image,
         stack: &stack.name,
         stack_version: &stack.version,
     };
+    if views.iter().any(|v| matches!(v, View::Connecting)) {
+        // Not read yet (a watch just started): nothing to say, and nothing
+        // new rolls out; the first list wakes the function.
+        return Ok(if new_rollout {
+            ControlFlow::Break(Action::requeue(WAITING_RECHECK))
+        } else {
+            ControlFlow::Continue(Vec::new())
+        });
+    }
     let now = k8s_openapi::jiff::Timestamp::now();
     let mut evidence = Vec::new();
     let mut holds: Option<(&str, String, Option<Duration>)> = None;
@@ -213,6 +235,7 @@ pub(super) async fn promotion(
         let where_ = source.describe();
         let (cluster, records) = match view {
             View::Synced { cluster, records } => (cluster, records),
+            View::Connecting => continue,
             View::Unreachable(why) => {
                 holds.get_or_insert(("UpstreamUnreachable", why, None));
                 continue;
@@ -233,11 +256,17 @@ pub(super) async fn promotion(
     }
     let described = artifact.describe(&name);
     let Some((reason, why, recheck)) = holds else {
+        // Stable words (the soak so far is in the record's evidence, not
+        // here): a verified function's status does not change per pass.
         let message = format!(
             "{described} is verified upstream: {}",
-            evidence
+            gate.require_verified_in
                 .iter()
-                .map(|e| format!("{} record {} soaked {}", e.namespace, e.record, e.soaked))
+                .zip(&evidence)
+                .map(|(r, e)| format!(
+                    "{} record {} ran the soak of {}",
+                    e.namespace, e.record, r.soak
+                ))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -252,7 +281,7 @@ pub(super) async fn promotion(
         );
         return Ok(ControlFlow::Continue(evidence));
     };
-    let why = format!("{described} is {why}");
+    let why = format!("{described}: {why}");
     tracing::debug!(reason, new_rollout, "promotion gate: not verified");
     if !new_rollout {
         // Nothing new to hold back: what runs keeps running, and the

@@ -194,6 +194,10 @@ async fn converge(
     ns: &str,
     status: &mut NetworkFunctionStatus,
 ) -> Result<Action> {
+    if nf.spec.promotion.is_none() {
+        // Whatever gate holds it now, it requires nothing upstream any more.
+        ctx.state.upstreams.forget(&ObjectRef::from_obj(nf));
+    }
     pass!(gates::dependencies(nf, ctx, ns, status).await?);
     let stack = pass!(gates::stack(nf, ctx, ns, status).await?);
     pass!(gates::policy(nf, ctx, ns, status, &stack).await?);

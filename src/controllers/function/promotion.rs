@@ -126,17 +126,32 @@ pub fn verify(
         .filter(|r| artifact.is(r))
         .collect();
     let started = |r: &DeploymentRecord| r.spec.started_at.parse::<Timestamp>().ok();
-    // The latest failed rollout of it revokes every rollout started before it.
+    // The latest failed rollout of it revokes every rollout started before
+    // it; one whose start cannot be read revokes them all.
     let failed = same
         .iter()
         .filter(|r| outcome(r) == Outcome::Failed)
-        .filter_map(|r| Some((started(r)?, r)))
+        .map(|r| (started(r).unwrap_or(Timestamp::MAX), r))
         .max_by_key(|(at, _)| *at);
     let mut revoked = None;
     let mut best: Option<Verdict> = None;
     for record in &same {
-        let Some(window) = soaked(record, now) else {
+        // A record still Succeeded ran until the function's next rollout
+        // started, whatever its uid: a function deleted and created again
+        // under the same name does not leave its last record running.
+        let next = started(record).and_then(|at| {
+            records
+                .iter()
+                .filter_map(|r| started(r))
+                .filter(|other| *other > at)
+                .min()
+        });
+        let Some(window) = soaked(record, next.map_or(now, |n| n.min(now))) else {
             continue;
+        };
+        let window = Window {
+            current: window.current && next.is_none(),
+            ..window
         };
         if let Some((failed_at, failed)) = &failed
             && started(record).is_none_or(|at| at <= *failed_at)
@@ -196,10 +211,16 @@ struct Window {
 }
 
 /// The window `record` ran Succeeded in, if it did and the record tells
-/// when: from `succeededAt` until `supersededAt`, or until now.
+/// when: from `succeededAt` until `supersededAt`, or until `now`.
 fn soaked(record: &DeploymentRecord, now: Timestamp) -> Option<Window> {
     let status = record.status.as_ref()?;
-    let from: Timestamp = status.succeeded_at.as_ref()?.parse().ok()?;
+    // Records written before succeededAt existed: a Succeeded one's
+    // completedAt is when it succeeded.
+    let succeeded = status.succeeded_at.as_ref().or(status
+        .completed_at
+        .as_ref()
+        .filter(|_| status.outcome == Outcome::Succeeded));
+    let from: Timestamp = succeeded?.parse().ok()?;
     let (until, current) = match status.outcome {
         Outcome::Succeeded => (now, true),
         Outcome::Superseded => (status.superseded_at.as_ref()?.parse().ok()?, false),

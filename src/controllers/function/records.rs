@@ -230,7 +230,11 @@ pub async fn ensure(
     verified_in: &[Evidence],
 ) -> Result<(String, bool)> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let uid = nf.uid().unwrap_or_default();
     if let Some(existing) = api.get_opt(&target.record).await? {
+        // Made by another process (or before a restart): the count is not
+        // known to include it.
+        ctx.state.ledgers.counted(&uid, None);
         return Ok((existing.spec.started_at, false));
     }
     let record = DeploymentRecord {
@@ -271,12 +275,13 @@ pub async fn ensure(
     };
     match api.create(&params, &record).await {
         Ok(created) => {
-            ctx.state.ledgers.created(&nf.uid().unwrap_or_default());
+            ctx.state.ledgers.created(&uid);
             set_outcome(ctx, &created, Outcome::Progressing).await?;
             Ok((created.spec.started_at, true))
         }
         // Another reconcile of the same rollout won the race; its record stands.
         Err(kube::Error::Api(s)) if s.code == 409 => {
+            ctx.state.ledgers.counted(&uid, None);
             Ok((api.get(&target.record).await?.spec.started_at, false))
         }
         Err(e) => Err(e.into()),

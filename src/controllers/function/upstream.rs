@@ -23,11 +23,19 @@ use crate::{
     api::{
         DeploymentRecord, LABEL_NETWORK_FUNCTION, NetworkFunction, promotion::SecretKeyReference,
     },
-    runtime::kubeconfig,
+    runtime::{kubeconfig, watches},
 };
 
 /// How long to wait before connecting again after a failure, at most.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// A watch that ran at least this long before it ended connects again at
+/// once; one that ended sooner (a watch refused after its list succeeded)
+/// waits as after a failure, so that it never lists in a loop.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long one connection to another cluster is used before the
+/// kubeConfig Secret is read again: a Secret changed or deleted is
+/// noticed within this.
+const SECRET_REREAD: Duration = Duration::from_secs(600);
 
 /// Which records one upstream function has.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,7 +71,10 @@ pub enum View {
         cluster: String,
         records: Vec<Arc<DeploymentRecord>>,
     },
-    /// Not known (yet): why, naming the source and never a credential.
+    /// Being read for the first time: the functions that require it are
+    /// woken once it is.
+    Connecting,
+    /// Cannot be read: why, naming the source and never a credential.
     Unreachable(String),
 }
 
@@ -117,13 +128,18 @@ impl Upstreams {
     /// Registers `me` as requiring exactly `sources` (watching those not yet
     /// watched, stopping those nobody requires any more) and returns what
     /// each holds now, in order.
+    /// `live` tells, under the lock [`Upstreams::forget`] takes too,
+    /// whether `me` still exists: a reconcile that was under way when it
+    /// was deleted must not register it again after it was forgotten.
     pub fn require(
         &self,
         client: &Client,
         me: &ObjectRef<NetworkFunction>,
         sources: &[Source],
+        live: impl Fn() -> bool,
     ) -> Vec<View> {
         let mut entries = self.entries.lock().expect("not poisoned");
+        let sources = if live() { sources } else { &[] };
         entries.retain(|source, entry| {
             let mut downstream = entry.downstream.lock().expect("not poisoned");
             if !sources.contains(source) {
@@ -147,7 +163,7 @@ impl Upstreams {
             .collect()
     }
 
-    /// `me` requires nothing any more (it was deleted).
+    /// `me` requires nothing any more (deleted, or its gate removed).
     pub fn forget(&self, me: &ObjectRef<NetworkFunction>) {
         let mut entries = self.entries.lock().expect("not poisoned");
         entries.retain(|_, entry| {
@@ -189,9 +205,7 @@ fn view(source: &Source, entry: &Entry) -> View {
             cluster: server.clone(),
             records: entry.records.state(),
         },
-        Health::Connecting => {
-            View::Unreachable(format!("upstream {} is not read yet", source.describe()))
-        }
+        Health::Connecting => View::Connecting,
         Health::Failed(why) => {
             View::Unreachable(format!("cannot read upstream {}: {why}", source.describe()))
         }
@@ -211,16 +225,20 @@ impl Watch {
     async fn run(self, mut writer: Writer<DeploymentRecord>) {
         let mut retry = Duration::from_secs(1);
         loop {
+            let started = tokio::time::Instant::now();
             match self.follow(&mut writer).await {
-                // It had synced: connect again at once (a watch that ended,
-                // a resource version too old), keeping what it has meanwhile.
-                Ok(()) => retry = Duration::from_secs(1),
-                Err(why) => {
-                    self.set(Health::Failed(why));
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(MAX_RETRY);
+                // It had synced and ran a while: connect again at once (a
+                // watch that ended, a resource version too old, a Secret to
+                // read again), keeping what it has meanwhile.
+                Ok(()) if started.elapsed() >= HEALTHY_RUN => {
+                    retry = Duration::from_secs(1);
+                    continue;
                 }
+                Ok(()) => {}
+                Err(why) => self.set(Health::Failed(why)),
             }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(MAX_RETRY);
         }
     }
 
@@ -240,13 +258,21 @@ impl Watch {
             }
         };
         let api: Api<DeploymentRecord> = Api::namespaced(client, &self.source.namespace);
-        let config = watcher::Config::default().labels(&format!(
+        let config = watches::config().labels(&format!(
             "{LABEL_NETWORK_FUNCTION}={}",
             self.source.function
         ));
         let mut events = watcher::watcher(api, config).boxed();
         let mut synced = false;
-        while let Some(event) = events.next().await {
+        // Another cluster's Secret is read again now and then: the watch
+        // itself would go on with the credentials it started with.
+        // (A watch of this cluster is not renewed: a year is never.)
+        let lifetime = match self.source.cluster {
+            Some(_) => SECRET_REREAD,
+            None => Duration::from_secs(365 * 24 * 3600),
+        };
+        let deadline = tokio::time::Instant::now() + lifetime;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
             match event {
                 Ok(event) => {
                     writer.apply_watcher_event(&event);
@@ -261,7 +287,10 @@ impl Watch {
                         watcher::Event::Init | watcher::Event::InitApply(_) => {}
                     }
                 }
+                // What it holds may be stale from now on: closed, without a
+                // word, until it is read again (or cannot be).
                 Err(e) if synced => {
+                    self.set(Health::Connecting);
                     tracing::debug!(upstream = %self.source.describe(), error = %e, "upstream watch ended; connecting again");
                     return Ok(());
                 }
@@ -276,6 +305,7 @@ impl Watch {
         let mut current = self.health.lock().expect("not poisoned");
         let changed = match (&*current, &health) {
             (Health::Failed(a), Health::Failed(b)) => a != b,
+            // Listed again: what it holds may have changed meanwhile.
             (Health::Synced { .. }, Health::Synced { .. }) => true,
             (Health::Connecting, Health::Connecting) => false,
             _ => true,

@@ -204,3 +204,77 @@ fn rollouts_that_never_succeeded_or_cannot_tell_when_are_no_evidence() {
         Verdict::NotVerified
     );
 }
+
+#[test]
+fn a_record_left_succeeded_ends_where_the_next_rollout_of_that_name_starts() {
+    // upf was deleted and created again (another uid): its last record
+    // stays Succeeded, but it ran only until the new upf's first rollout.
+    let old = record(
+        "upf-1",
+        "2.3.1",
+        "2026-11-29T10:00:00Z",
+        Outcome::Succeeded,
+        Some("2026-11-29T10:01:00Z"),
+        None,
+    );
+    let recreated = record(
+        "upf-9",
+        "2.3.0",
+        "2026-11-29T10:04:00Z",
+        Outcome::Succeeded,
+        Some("2026-11-29T10:05:00Z"),
+        None,
+    );
+    let records = [old, recreated];
+    assert_eq!(
+        verify(&records, &artifact(), Duration::from_secs(5 * 60), at(NOW)),
+        Verdict::NotVerified,
+        "three minutes, not still running"
+    );
+    assert!(matches!(
+        verify(&records, &artifact(), Duration::from_secs(3 * 60), at(NOW)),
+        Verdict::Verified { soaked, .. } if soaked == Duration::from_secs(3 * 60)
+    ));
+}
+
+#[test]
+fn records_from_before_succeeded_at_count_from_their_completion() {
+    let mut older = (*record(
+        "upf-1",
+        "2.3.1",
+        "2026-11-29T10:00:00Z",
+        Outcome::Succeeded,
+        None,
+        None,
+    ))
+    .clone();
+    older.status.as_mut().unwrap().completed_at = Some("2026-11-29T10:01:00Z".into());
+    assert!(matches!(
+        verify(
+            &[Arc::new(older)],
+            &artifact(),
+            Duration::from_secs(60),
+            at(NOW)
+        ),
+        Verdict::Verified { .. }
+    ));
+}
+
+#[test]
+fn a_failure_whose_start_cannot_be_read_revokes_everything() {
+    let ok = record(
+        "upf-1",
+        "2.3.1",
+        "2026-11-29T10:00:00Z",
+        Outcome::Superseded,
+        Some("2026-11-29T10:01:00Z"),
+        Some("2026-11-29T10:20:00Z"),
+    );
+    let failed = record("upf-2", "2.3.1", "yesterday", Outcome::Failed, None, None);
+    assert_eq!(
+        verify(&[ok, failed], &artifact(), Duration::from_secs(60), at(NOW)),
+        Verdict::Revoked {
+            failed: "upf-2".into()
+        }
+    );
+}
