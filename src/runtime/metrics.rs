@@ -156,35 +156,13 @@ impl Metrics {
         was: Option<&str>,
         is: Option<&str>,
     ) {
-        if let Some(was) = was
-            && Some(was) != is
-        {
-            let _ = self
-                .not_ready
-                .remove_label_values(&[kind, namespace, name, was]);
-        }
-        if let Some(is) = is {
-            self.not_ready
-                .with_label_values(&[kind, namespace, name, is])
-                .set(1);
-        }
+        move_reason(&self.not_ready, &[kind, namespace, name], was, is);
     }
 
     /// Records whether a promotion gate holds `namespace/name` back now
     /// (`is`, the reason) or not; `was` is the reason it did before, if so.
     pub fn promotion(&self, namespace: &str, name: &str, was: Option<&str>, is: Option<&str>) {
-        if let Some(was) = was
-            && Some(was) != is
-        {
-            let _ = self
-                .promotion_waiting
-                .remove_label_values(&[namespace, name, was]);
-        }
-        if let Some(is) = is {
-            self.promotion_waiting
-                .with_label_values(&[namespace, name, is])
-                .set(1);
-        }
+        move_reason(&self.promotion_waiting, &[namespace, name], was, is);
     }
 
     /// This replica reconciles from now on.
@@ -226,6 +204,29 @@ impl Metrics {
 /// `registry` with the process's own metrics (`process_cpu_seconds_total`,
 /// `process_resident_memory_bytes`, open file descriptors...), the names
 /// every Prometheus client library uses, on Linux.
+/// Moves the series of `object` (its label values, the reason last) in a
+/// reason-labelled gauge from reason `was` to `is`: none while neither.
+fn move_reason<'a>(
+    gauge: &IntGaugeVec,
+    object: &[&'a str],
+    was: Option<&'a str>,
+    is: Option<&'a str>,
+) {
+    let with = |reason: &'a str| {
+        let mut labels = object.to_vec();
+        labels.push(reason);
+        labels
+    };
+    if let Some(was) = was
+        && Some(was) != is
+    {
+        let _ = gauge.remove_label_values(&with(was));
+    }
+    if let Some(is) = is {
+        gauge.with_label_values(&with(is)).set(1);
+    }
+}
+
 fn with_process_metrics(registry: Registry) -> Registry {
     #[cfg(target_os = "linux")]
     registry

@@ -133,19 +133,15 @@ pub fn verify(
         .filter(|r| outcome(r) == Outcome::Failed)
         .map(|r| (started(r).unwrap_or(Timestamp::MAX), r))
         .max_by_key(|(at, _)| *at);
+    let starts: Vec<Timestamp> = records.iter().filter_map(|r| started(r)).collect();
     let mut revoked = None;
     let mut best: Option<Verdict> = None;
     for record in &same {
         // A record still Succeeded ran until the function's next rollout
         // started, whatever its uid: a function deleted and created again
         // under the same name does not leave its last record running.
-        let next = started(record).and_then(|at| {
-            records
-                .iter()
-                .filter_map(|r| started(r))
-                .filter(|other| *other > at)
-                .min()
-        });
+        let next = started(record)
+            .and_then(|at| starts.iter().filter(|other| **other > at).min().copied());
         let Some(window) = soaked(record, next.map_or(now, |n| n.min(now))) else {
             continue;
         };

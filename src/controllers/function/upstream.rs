@@ -173,11 +173,6 @@ impl Upstreams {
         });
     }
 
-    /// How many upstream functions are watched now.
-    pub fn watched(&self) -> usize {
-        self.entries.lock().expect("not poisoned").len()
-    }
-
     fn watch(&self, client: &Client, source: &Source) -> Entry {
         let (records, writer) = reflector::store();
         let health = Arc::new(Mutex::new(Health::Connecting));
