@@ -40,7 +40,7 @@ pub use objects::{
 };
 pub use operator::{Operator, http_get, metric_sum};
 pub use plane::DedicatedPlane;
-pub use wait::{Observation, wait_for, wait_for_condition, wait_for_every};
+pub use wait::{Observation, wait_for, wait_for_condition, wait_for_every, wait_for_object};
 
 /// The environment variable that makes a missing plane a failure: `hack/test`
 /// (and `hack/fault-suite`) set it to 1, so that under the test command no

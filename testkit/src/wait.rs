@@ -75,6 +75,38 @@ where
     }
 }
 
+/// Waits until object `name` satisfies `done`, and returns it; meanwhile
+/// the last observation shows its generation and status.
+pub async fn wait_for_object<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&K) -> bool,
+) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    wait_for(within, &format!("{name}: {what}"), || async {
+        match api.get_opt(name).await {
+            Ok(Some(object)) if done(&object) => Ok(object),
+            Ok(Some(object)) => {
+                let json = serde_json::to_value(&object).expect("a Kubernetes object serializes");
+                Err(format!(
+                    "generation {}, status {}",
+                    json.pointer("/metadata/generation")
+                        .cloned()
+                        .unwrap_or_default(),
+                    json.get("status").cloned().unwrap_or_default()
+                ))
+            }
+            Ok(None) => Err(format!("{name} does not exist")),
+            Err(e) => Err(format!("cannot get {name}: {e}")),
+        }
+    })
+    .await
+}
+
 /// Waits until object `name` has a `status.conditions[]` entry of `type_`
 /// with `status` ("True", "False", "Unknown"), and returns the object. Works
 /// for typed objects and `DynamicObject` alike, by reading them as JSON.
@@ -88,27 +120,17 @@ pub async fn wait_for_condition<K>(
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
-    let description = format!("{name} to have condition {type_}={status}");
-    wait_for(within, &description, || async {
-        let object = match api.get_opt(name).await {
-            Ok(Some(object)) => object,
-            Ok(None) => return Err(format!("{name} does not exist")),
-            Err(e) => return Err(format!("cannot get {name}: {e}")),
-        };
-        let json = serde_json::to_value(&object).expect("a Kubernetes object serializes");
-        let conditions = json
-            .pointer("/status/conditions")
-            .cloned()
-            .unwrap_or_default();
-        let matches = conditions.as_array().into_iter().flatten().any(|c| {
-            c.get("type").and_then(|t| t.as_str()) == Some(type_)
-                && c.get("status").and_then(|s| s.as_str()) == Some(status)
-        });
-        if matches {
-            Ok(object)
-        } else {
-            Err(format!("status.conditions = {conditions}"))
-        }
+    let what = format!("condition {type_}={status}");
+    wait_for_object(api, name, &what, within, |object| {
+        let json = serde_json::to_value(object).expect("a Kubernetes object serializes");
+        json.pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.get("type").and_then(|t| t.as_str()) == Some(type_)
+                    && c.get("status").and_then(|s| s.as_str()) == Some(status)
+            })
     })
     .await
 }

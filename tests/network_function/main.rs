@@ -41,7 +41,9 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, NetworkFunction, Stack};
 use strata_testkit::Operator;
-use strata_testkit::{TestNamespace, apply_object, client, install_crds, wait_for};
+use strata_testkit::{
+    TestNamespace, apply_object, client, install_crds, wait_for, wait_for_object,
+};
 
 /// How long any one expected state may take to appear.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -133,19 +135,7 @@ impl Fixture {
         what: &str,
         done: impl Fn(&NetworkFunction) -> bool,
     ) -> NetworkFunction {
-        wait_for(DEADLINE, &format!("{name}: {what}"), || async {
-            match self.functions.get_opt(name).await {
-                Ok(Some(nf)) if done(&nf) => Ok(nf),
-                Ok(Some(nf)) => Err(format!(
-                    "generation {:?}, status {}",
-                    nf.metadata.generation,
-                    serde_json::to_string(&nf.status).unwrap()
-                )),
-                Ok(None) => Err(format!("{name} does not exist")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
+        wait_for_object(&self.functions, name, what, DEADLINE, done).await
     }
 
     /// Waits until function `name` is Ready at its generation, with a

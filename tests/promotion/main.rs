@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, NetworkFunction, Outcome, Stack};
-use strata_testkit::{TestNamespace, apply_object, wait_for};
+use strata_testkit::{TestNamespace, apply_object, wait_for, wait_for_object};
 
 /// How long any one expected state may take to appear.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -91,16 +91,8 @@ impl Env {
         what: &str,
         done: impl Fn(&NetworkFunction) -> bool,
     ) -> NetworkFunction {
-        let what = format!("{}/{name}: {what}", self.name());
-        wait_for(DEADLINE, &what, || async {
-            match self.functions.get_opt(name).await {
-                Ok(Some(nf)) if done(&nf) => Ok(nf),
-                Ok(Some(nf)) => Err(serde_json::to_string(&nf.status).unwrap()),
-                Ok(None) => Err(format!("{name} does not exist")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
+        let what = format!("{what} (in {})", self.name());
+        wait_for_object(&self.functions, name, &what, DEADLINE, done).await
     }
 
     /// Waits until function `name` is Ready on Stack version `version`.
