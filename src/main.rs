@@ -3,7 +3,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata::{
     cli, operator,
-    runtime::{settings::Settings, telemetry},
+    runtime::{settings::Settings, shards, telemetry},
 };
 
 /// Strata: versioned infrastructure stacks, network functions and service chains.
@@ -22,6 +22,15 @@ enum Command {
     Crds,
     /// Print the version of this build.
     Version,
+    /// Print the shard that reconciles each namespace (STRATA_SHARDS replicas' view).
+    ShardOf {
+        /// The namespaces.
+        #[arg(required = true, value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+        /// The number of shards (STRATA_SHARDS of the operator).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        shards: u32,
+    },
     #[command(flatten)]
     People(cli::Command),
 }
@@ -56,6 +65,20 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Version => {
             println!("strata {}", env!("CARGO_PKG_VERSION"));
+            std::process::ExitCode::SUCCESS
+        }
+        Command::ShardOf { namespaces, shards } => {
+            // One namespace: the index alone, for scripts; several: a table.
+            match namespaces.as_slice() {
+                [one] => println!("{}", shards::owner(one, shards)),
+                _ => {
+                    let width = namespaces.iter().map(String::len).max().unwrap_or(0).max(9);
+                    println!("{:width$}  SHARD", "NAMESPACE");
+                    for ns in &namespaces {
+                        println!("{ns:width$}  {}", shards::owner(ns, shards));
+                    }
+                }
+            }
             std::process::ExitCode::SUCCESS
         }
         Command::People(command) => cli::run(command).await,

@@ -19,6 +19,7 @@ use crate::runtime::{
     leader::{self, LeaderElector},
     metrics::Metrics,
     settings::Settings,
+    shards::{Refusal, Shard, Territory},
 };
 
 type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
@@ -32,7 +33,7 @@ type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
 /// by again, without exiting. Its writes are fenced to the term (see
 /// [`crate::runtime::fence`]), so a replica that lost the lease never writes before
 /// it leads again.
-pub async fn run(settings: Settings) -> RunResult {
+pub async fn run(mut settings: Settings) -> RunResult {
     // The handlers are installed first: a SIGTERM during start-up is a graceful
     // shutdown too, not the default action (death by signal).
     let shutdown: Shutdown = shutdown_signal()
@@ -48,8 +49,26 @@ pub async fn run(settings: Settings) -> RunResult {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("strata/", env!("CARGO_PKG_VERSION"))),
     ));
-    let metrics = Metrics::new();
+    let identity = identity(&settings);
+    let shard = Shard::of_replica(settings.shards, settings.shard, &identity)?;
+    if shard.is_sharded() && !settings.leader_election {
+        tracing::info!(
+            "{} shards: leader election is on, one Lease per shard",
+            shard.count
+        );
+        settings.leader_election = true;
+    }
+    let territory = Territory::new(shard);
+    let metrics = if shard.is_sharded() {
+        Metrics::labelled(&[("shard", &shard.index.to_string())])
+    } else {
+        Metrics::new()
+    };
     let health = Health::default();
+    if shard.is_sharded() {
+        health.describe_shard(&shard.to_string());
+        tracing::info!(%identity, "reconciling the namespaces of {shard}");
+    }
     let listener = TcpListener::bind(settings.metrics_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.metrics_addr))?;
@@ -61,11 +80,14 @@ pub async fn run(settings: Settings) -> RunResult {
         WriteFence::closed()
     } else {
         WriteFence::unfenced()
-    };
+    }
+    .within(territory.clone());
     let process = Process {
         client: fence::client(config.clone(), fence.clone(), metrics.clone())
             .map_err(cannot_build)?,
         fence,
+        territory,
+        identity,
         config,
         metrics,
         health,
@@ -101,14 +123,16 @@ async fn run_elected(process: Process) -> RunResult {
     let elector = elector(
         &Client::try_from(process.config.clone()).map_err(cannot_build)?,
         &process.settings,
+        &process.identity,
+        process.territory.shard(),
     );
-    let fence = process.fence.clone();
+    let (fence, territory) = (process.fence.clone(), process.territory.clone());
     let (health, shutdown) = (process.health.clone(), process.shutdown.clone());
     let metrics = process.metrics.clone();
     metrics.stands_by();
     loop {
         tokio::select! {
-            () = leader::lead(&elector, &health, &fence) => {}
+            () = leader::lead(&elector, &health, &fence, &territory) => {}
             () = shutdown.clone() => {
                 // An attempt cancelled in flight may have taken the lease.
                 fence.close();
@@ -116,11 +140,20 @@ async fn run_elected(process: Process) -> RunResult {
                 return Ok(());
             }
         }
-        tracing::info!(identity = elector.identity(), "became leader");
+        tracing::info!(
+            identity = elector.identity(),
+            lease = elector.lease(),
+            "became leader"
+        );
         metrics.leads();
         // Ready again once the caches of this new term have synced.
         health.set(Readiness::Starting);
-        let lost = leader::keep_leading(elector.clone(), health.clone(), fence.clone());
+        let lost = leader::keep_leading(
+            elector.clone(),
+            health.clone(),
+            fence.clone(),
+            territory.clone(),
+        );
         let ended = term(process.clone(), lost).await;
         // The controllers (and every reconcile task they spawned) are
         // stopped by now, so a standby that takes over does not overlap with
@@ -156,6 +189,10 @@ struct Process {
     /// The client of the controllers, its writes fenced to the term.
     client: Client,
     fence: WriteFence,
+    /// The namespaces this replica may write in.
+    territory: Territory,
+    /// This replica's name in elections.
+    identity: String,
     config: kube::Config,
     metrics: Metrics,
     health: Health,
@@ -169,6 +206,7 @@ async fn term(process: Process, lost: impl std::future::Future<Output = ()>) -> 
     let shutdown = process.shutdown.clone();
     let gate = Gate {
         settings: process.settings.clone(),
+        territory: process.territory.clone(),
         synced: tokio::sync::watch::Sender::new(false),
         shutdown: shutdown.clone(),
     };
@@ -192,13 +230,19 @@ async fn term(process: Process, lost: impl std::future::Future<Output = ()>) -> 
     }
 }
 
+/// How soon an object is looked at again in a namespace handed over to a
+/// holder with more shards (it comes back if that holder goes), and in one
+/// moving in whose previous holder has not let go yet (a renewal or two).
+const YIELDED_RECHECK: Duration = Duration::from_secs(10);
+const WAITING_RECHECK: Duration = Duration::from_secs(2);
+
 /// How long in-flight reconciles may run on after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// How the process ended: an error is a message for a person, plain text.
 pub type RunResult = Result<(), String>;
 
-fn elector(client: &Client, settings: &Settings) -> LeaderElector {
+fn elector(client: &Client, settings: &Settings, identity: &str, shard: Shard) -> LeaderElector {
     let namespace = settings
         .lease_namespace
         .clone()
@@ -206,18 +250,23 @@ fn elector(client: &Client, settings: &Settings) -> LeaderElector {
             std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
         })
         .unwrap_or_else(|| "default".into());
-    let identity = settings.identity.clone().unwrap_or_else(|| {
-        std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| format!("strata-{}", std::process::id()))
-    });
     LeaderElector::new(
         client.clone(),
         namespace.trim(),
         &settings.lease_name,
-        &identity,
+        identity,
+        shard,
     )
+}
+
+/// This replica's name: the setting, else the host name (a pod's name).
+fn identity(settings: &Settings) -> String {
+    settings.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("strata-{}", std::process::id()))
+    })
 }
 
 /// Installs the SIGTERM and SIGINT handlers; the future resolves on either.
@@ -234,10 +283,14 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Whether an object is in a namespace this operator watches.
-fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
-    settings.namespaces.is_empty()
-        || namespace.is_some_and(|ns| settings.namespaces.iter().any(|w| w == ns))
+/// Whether an object is in a namespace this replica watches: one of the
+/// namespaces set (or any), and of its shard.
+fn watched(settings: &Settings, shard: Shard, namespace: Option<&str>) -> bool {
+    let Some(ns) = namespace else {
+        return settings.namespaces.is_empty() && !shard.is_sharded();
+    };
+    (settings.namespaces.is_empty() || settings.namespaces.iter().any(|w| w == ns))
+        && shard.owns(ns)
 }
 
 /// What every reconcile passes first: the object is in a watched namespace,
@@ -247,6 +300,7 @@ fn watched(settings: &Settings, namespace: Option<&str>) -> bool {
 #[derive(Clone)]
 struct Gate {
     settings: Settings,
+    territory: Territory,
     synced: tokio::sync::watch::Sender<bool>,
     shutdown: Shutdown,
 }
@@ -268,9 +322,17 @@ impl Gate {
             let gate = gate.clone();
             let reconcile = reconcile.clone();
             async move {
-                if !watched(&gate.settings, obj.meta().namespace.as_deref()) {
+                let namespace = obj.meta().namespace.clone().unwrap_or_default();
+                if !watched(&gate.settings, gate.territory.shard(), Some(&namespace)) {
                     return Ok(Action::await_change());
                 }
+                // While the shard count changes, a namespace may be another
+                // holder's for a moment; it is looked at again shortly.
+                let _admitted = match gate.territory.admit(&namespace) {
+                    Ok(admitted) => admitted,
+                    Err(Refusal::Yielded) => return Ok(Action::requeue(YIELDED_RECHECK)),
+                    Err(Refusal::Waiting) => return Ok(Action::requeue(WAITING_RECHECK)),
+                };
                 let mut synced = gate.synced.subscribe();
                 tokio::select! {
                     biased;

@@ -33,7 +33,7 @@ use crate::{
     runtime::{
         health::{Health, Readiness},
         settings::Settings,
-        watches::{self, Seen, SharedWatch},
+        watches::{self, Keep, Seen, SharedWatch},
     },
 };
 
@@ -74,24 +74,29 @@ struct ChildEvents {
 }
 
 impl Feeds {
-    fn new(client: &Client, settings: &Settings) -> (Self, ChildEvents) {
+    fn new(client: &Client, settings: &Settings, keep: &Keep) -> (Self, ChildEvents) {
         let children = || watches::config().labels(MANAGED_BY_STRATA);
         // Deployments whole (their rollout state); Services and ConfigMaps as
         // metadata: whether Strata's last apply is in place, without a read
         // per reconcile.
-        let (deployments, deployment_events) =
-            watches::cached(api::<Deployment>(client, settings), children());
+        let (deployments, deployment_events) = watches::cached(
+            api::<Deployment>(client, settings),
+            children(),
+            keep.clone(),
+        );
         let (services, service_events) = watches::cached(
             api::<PartialObjectMeta<Service>>(client, settings),
             children(),
+            keep.clone(),
         );
         let (config_maps, config_map_events) = watches::cached(
             api::<PartialObjectMeta<ConfigMap>>(client, settings),
             children(),
+            keep.clone(),
         );
-        let stacks = SharedWatch::new(api::<Stack>(client, settings));
-        let functions = SharedWatch::new(api::<NetworkFunction>(client, settings));
-        let chains = SharedWatch::new(api::<ServiceChain>(client, settings));
+        let stacks = SharedWatch::new(api::<Stack>(client, settings), keep.clone());
+        let functions = SharedWatch::new(api::<NetworkFunction>(client, settings), keep.clone());
+        let chains = SharedWatch::new(api::<ServiceChain>(client, settings), keep.clone());
         let stores = Stores {
             stacks: stacks.store(),
             functions: functions.store(),
@@ -120,7 +125,12 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
     let settings = gate.settings.clone();
     let shutdown = gate.shutdown.clone();
     let client = process.client.clone();
-    let (mut feeds, children) = Feeds::new(&client, &settings);
+    // A replica caches the namespaces of its shard only.
+    let keep: Keep = {
+        let (settings, shard) = (settings.clone(), process.territory.shard());
+        Arc::new(move |namespace| super::watched(&settings, shard, namespace))
+    };
+    let (mut feeds, children) = Feeds::new(&client, &settings, &keep);
     let relations = Arc::new(Relations::default());
     let shared = Shared {
         client: client.clone(),
@@ -164,6 +174,7 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
     let policies = watches::changes(
         api::<PartialObjectMeta<NetworkPolicy>>(&client, &settings),
         watches::config().labels(LABEL_SERVICE_CHAIN),
+        keep,
     );
     let chains = chain_controller(&mut feeds, relations, policies, config)
         .graceful_shutdown_on(shutdown.clone())

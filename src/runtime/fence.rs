@@ -33,30 +33,65 @@ use kube::{
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, buffer::BufferLayer, retry::RetryLayer};
 
-use super::metrics::Metrics;
+use super::{metrics::Metrics, shards::Territory};
 
 /// How long before the lease could expire for a standby this replica stops
 /// writing: room for clock skew between replicas and for requests in flight.
 pub const TERM_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Whether this process may write now. Cheap to clone; clones share the term.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WriteFence {
     term: Option<Arc<Mutex<Option<Instant>>>>,
+    /// Namespaces another shard's holder claims are fenced too (see
+    /// [`super::shards`]), whatever reconcile writes there.
+    territory: Option<Territory>,
+}
+
+impl std::fmt::Debug for WriteFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteFence")
+            .field("term", &self.term)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WriteFence {
     /// A fence that is always open: without leader election this process is
     /// the only writer by configuration.
     pub fn unfenced() -> Self {
-        Self { term: None }
+        Self {
+            term: None,
+            territory: None,
+        }
     }
 
     /// A fence that is closed until a term is granted with [`WriteFence::extend_until`].
     pub fn closed() -> Self {
         Self {
             term: Some(Arc::default()),
+            territory: None,
         }
+    }
+
+    /// This fence, also closed for the namespaces `territory` refuses.
+    pub fn within(mut self, territory: Territory) -> Self {
+        self.territory = Some(territory);
+        self
+    }
+
+    /// Why a write to `path` must not be sent now, if so.
+    fn refusal(&self, path: &str) -> Option<&'static str> {
+        if !self.allows_writes() {
+            return Some(
+                "this replica's leader term has ended (it must not write until it leads again)",
+            );
+        }
+        let namespace = path_namespace(path)?;
+        self.territory
+            .as_ref()?
+            .refusal(namespace)
+            .map(|_| "another shard's holder claims this namespace now")
     }
 
     /// Writes are allowed until `end` (the lease was renewed).
@@ -100,12 +135,22 @@ const BUFFER: usize = 1024;
 
 /// What a fenced write fails with.
 #[derive(thiserror::Error, Debug)]
-#[error(
-    "{method} {path} refused: this replica's leader term has ended (it must not write until it leads again)"
-)]
+#[error("{method} {path} refused: {reason}")]
 pub struct Fenced {
     method: Method,
     path: String,
+    reason: &'static str,
+}
+
+/// The namespace of a request path (`/api/v1/namespaces/<ns>/...`,
+/// `/apis/<group>/<version>/namespaces/<ns>/...`), if it names one.
+fn path_namespace(path: &str) -> Option<&str> {
+    let mut parts = path.split('/');
+    parts.find(|part| *part == "namespaces")?;
+    let namespace = parts.next()?;
+    // `/api/v1/namespaces/<ns>` itself is a write to the namespace object.
+    parts.next()?;
+    Some(namespace).filter(|ns| !ns.is_empty())
 }
 
 /// A client from `config` whose writes pass `fence` and are counted (and
@@ -182,15 +227,20 @@ where
         let method = request.method().clone();
         if mutating(&method) {
             let path = request.uri().path().to_string();
-            let allowed = self.fence.allows_writes();
-            let outcome = if allowed { "sent" } else { "fenced" };
+            let refusal = self.fence.refusal(&path);
+            let outcome = if refusal.is_none() { "sent" } else { "fenced" };
             self.metrics
                 .api_writes
                 .with_label_values(&[method.as_str(), outcome])
                 .inc();
             tracing::debug!(%method, %path, outcome, "API write");
-            if !allowed {
-                return Either::Right(ready(Err(Fenced { method, path }.into())));
+            if let Some(reason) = refusal {
+                return Either::Right(ready(Err(Fenced {
+                    method,
+                    path,
+                    reason,
+                }
+                .into())));
             }
         }
         let into: fn(S::Error) -> BoxError = Into::into;
@@ -234,6 +284,47 @@ mod tests {
         let unfenced = WriteFence::unfenced();
         unfenced.close();
         assert!(unfenced.allows_writes(), "without election, always open");
+    }
+
+    #[test]
+    fn writes_are_fenced_in_namespaces_another_shard_claims() {
+        use crate::runtime::shards::{Shard, Survey, Term, Territory, owner};
+        assert_eq!(
+            path_namespace("/api/v1/namespaces/telco/configmaps/a"),
+            Some("telco")
+        );
+        assert_eq!(
+            path_namespace("/apis/strata.dev/v1alpha1/namespaces/telco/stacks/edge/status"),
+            Some("telco")
+        );
+        assert_eq!(path_namespace("/api/v1/namespaces/telco"), None);
+        assert_eq!(
+            path_namespace("/apis/rbac.authorization.k8s.io/v1/clusterroles/x"),
+            None
+        );
+
+        let territory = Territory::new(Shard::new(0, 3).unwrap());
+        let fence = WriteFence::unfenced().within(territory.clone());
+        let moving = (0..1000)
+            .map(|i| format!("tenant-{i}"))
+            .find(|ns| owner(ns, 3) == 0 && owner(ns, 4) == 3)
+            .unwrap();
+        let path = format!("/api/v1/namespaces/{moving}/configmaps/a");
+        assert_eq!(fence.refusal(&path), None);
+        territory.survey(Survey {
+            yield_to: vec![Term {
+                shard: Shard::new(3, 4).unwrap(),
+                acquired: "1".into(),
+            }],
+            wait_for: vec![],
+        });
+        assert!(fence.refusal(&path).unwrap().contains("another shard"));
+        assert_eq!(
+            fence
+                .refusal("/api/v1/namespaces/other-ns/configmaps/a")
+                .is_some(),
+            owner("other-ns", 4) == 3
+        );
     }
 
     #[test]

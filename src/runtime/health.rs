@@ -35,6 +35,8 @@ pub enum Readiness {
 pub struct Health {
     state: Arc<AtomicU8>,
     reachable: Arc<AtomicBool>,
+    /// The shard this replica serves, when sharded: `/readyz` names it.
+    shard: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Default for Health {
@@ -43,11 +45,17 @@ impl Default for Health {
             state: Arc::default(),
             // Until a request fails, the caches' sync is what is awaited.
             reachable: Arc::new(AtomicBool::new(true)),
+            shard: Arc::default(),
         }
     }
 }
 
 impl Health {
+    /// Names the shard this replica serves in every `/readyz` answer.
+    pub fn describe_shard(&self, shard: &str) {
+        let _ = self.shard.set(shard.to_string());
+    }
+
     /// Sets the readiness.
     pub fn set(&self, readiness: Readiness) {
         self.state.store(readiness as u8, Ordering::SeqCst);
@@ -75,9 +83,14 @@ impl Health {
         }
     }
 
-    /// What `/readyz` answers now.
-    pub fn report(&self) -> (StatusCode, &'static str) {
-        report(self.get(), self.reachable.load(Ordering::SeqCst))
+    /// What `/readyz` answers now: e.g. "ready: leading", or "ready:
+    /// leading (shard 1 of 3)" when sharded.
+    pub fn report(&self) -> (StatusCode, String) {
+        let (code, state) = report(self.get(), self.reachable.load(Ordering::SeqCst));
+        match self.shard.get() {
+            Some(shard) => (code, format!("{state} ({shard})")),
+            None => (code, state.to_string()),
+        }
     }
 }
 
@@ -205,7 +218,8 @@ mod tests {
             if let Some(reachable) = reachable {
                 health.api_reachable(*reachable);
             }
-            assert_eq!(health.report(), *expected, "step {i}");
+            let (code, text) = health.report();
+            assert_eq!((code, text.as_str()), *expected, "step {i}");
         }
     }
 }

@@ -56,7 +56,18 @@ const CYCLE_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
-        let registry = Registry::new();
+        Self::labelled(&[])
+    }
+
+    /// Creates and registers every metric, each series with `labels` too
+    /// (a sharded replica's `shard`).
+    pub fn labelled(labels: &[(&str, &str)]) -> Self {
+        let labels: std::collections::HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let registry = Registry::new_custom(None, Some(labels).filter(|l| !l.is_empty()))
+            .expect("constant labels are valid label names");
         let r = &registry;
         let metrics = Self {
             reconcile_total: counter(

@@ -9,5 +9,6 @@ pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;
 pub mod settings;
+pub mod shards;
 pub mod telemetry;
 pub mod watches;

@@ -43,6 +43,16 @@ pub struct Settings {
     #[arg(long, env = "STRATA_IDENTITY")]
     pub identity: Option<String>,
 
+    /// Shards the namespaces are divided into, each reconciled by its own
+    /// elected replica; more than one turns leader election on.
+    #[arg(long, env = "STRATA_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub shards: u32,
+
+    /// This replica's shard, from 0 (default: the ordinal of a StatefulSet
+    /// pod's name, modulo the shards).
+    #[arg(long, env = "STRATA_SHARD")]
+    pub shard: Option<u32>,
+
     /// Allow Stacks to create cluster-scoped objects and objects in other namespaces.
     #[arg(long, env = "STRATA_ALLOW_CROSS_NAMESPACE", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_cross_namespace: bool,
@@ -84,6 +94,8 @@ impl Default for Settings {
             lease_name: "strata-leader".into(),
             lease_namespace: None,
             identity: None,
+            shards: 1,
+            shard: None,
             allow_cross_namespace: false,
             default_service_account: None,
             record_retention: 50,

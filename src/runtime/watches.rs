@@ -17,7 +17,7 @@
 use std::{fmt::Debug, future::Future, sync::Arc, time::Duration};
 
 use futures::{
-    SinkExt, Stream, StreamExt,
+    SinkExt, Stream, StreamExt, TryStreamExt,
     channel::mpsc,
     stream::{self, BoxStream},
 };
@@ -42,6 +42,25 @@ const TRIGGER_BUFFER: usize = 1024;
 /// from the API server's cache).
 pub fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
+}
+
+/// Which namespaces' objects a watch keeps: the others are dropped before
+/// the cache (a replica of one shard caches its shard only).
+pub type Keep = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
+/// Keeps every object.
+pub fn keep_all() -> Keep {
+    Arc::new(|_| true)
+}
+
+/// Whether `event` is about an object `keep` keeps (list boundaries are).
+fn kept<K: Resource>(keep: &Keep, event: &watcher::Event<K>) -> bool {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            keep(o.meta().namespace.as_deref())
+        }
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
 }
 
 /// A change of an object, as a [`SharedWatch`] tells its observers.
@@ -81,9 +100,10 @@ impl<K> SharedWatch<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    /// Watches `K` in `api` (nothing happens before [`Self::run`]).
-    pub fn new(api: Api<K>) -> Self {
-        let (store, events) = cached(api, config());
+    /// Watches the objects of `K` in `api` that `keep` keeps (nothing
+    /// happens before [`Self::run`]).
+    pub fn new(api: Api<K>, keep: Keep) -> Self {
+        let (store, events) = cached(api, config(), keep);
         Self {
             store,
             events: events.boxed(),
@@ -188,10 +208,12 @@ where
     }
 }
 
-/// A cache of `K` and the watch events that keep it, backing off on their own.
+/// A cache of the objects of `K` that `keep` keeps, and the watch events
+/// that keep it, backing off on their own.
 pub fn cached<K>(
     api: Api<K>,
     config: watcher::Config,
+    keep: Keep,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
@@ -202,21 +224,28 @@ where
     let (store, writer) = reflector::store::<K>();
     let events = reflector::reflector(
         writer,
-        watcher(api, config).modify(|o| o.managed_fields_mut().clear()),
+        watcher(api, config)
+            .try_filter(move |event| std::future::ready(kept(&keep, event)))
+            .modify(|o| o.managed_fields_mut().clear()),
     )
     .default_backoff();
     (store, events)
 }
 
-/// The objects of `K` in `api` as they change, for a trigger; no cache.
+/// The objects of `K` in `api` that `keep` keeps as they change, for a
+/// trigger; no cache.
 pub fn changes<K>(
     api: Api<K>,
     config: watcher::Config,
+    keep: Keep,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, config).default_backoff().touched_objects()
+    watcher(api, config)
+        .try_filter(move |event| std::future::ready(kept(&keep, event)))
+        .default_backoff()
+        .touched_objects()
 }
 
 /// The backoff of a controller's merged triggers: none, since each of them

@@ -227,6 +227,61 @@ fn more_than_one_replica_elects_a_leader_and_keeps_one_through_disruptions() {
 }
 
 #[test]
+fn shards_render_a_deployment_and_a_disruption_budget_each() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
+    let objects = documents(&render(
+        "strata",
+        "ops",
+        &["sharding.shards=3", "replicaCount=2"],
+    ));
+    assert!(
+        ids_of_kind(&objects, "Deployment").len() == 3,
+        "{:?}",
+        ids_of_kind(&objects, "Deployment")
+    );
+    for shard in 0..3 {
+        let name = format!("strata-{shard}");
+        let deployment = find(&objects, "Deployment", &name);
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        assert_eq!(env_value(deployment, "STRATA_SHARDS"), Some(json!("3")));
+        assert_eq!(
+            env_value(deployment, "STRATA_SHARD"),
+            Some(json!(shard.to_string()))
+        );
+        assert_eq!(
+            env_value(deployment, "STRATA_LEADER_ELECTION"),
+            Some(json!("true"))
+        );
+        let selector = &deployment["spec"]["selector"]["matchLabels"];
+        assert_eq!(selector["strata.dev/shard"], json!(shard.to_string()));
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"]["strata.dev/shard"],
+            json!(shard.to_string())
+        );
+        let pdb = find(&objects, "PodDisruptionBudget", &name);
+        assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
+    }
+    let role = find(&objects, "Role", "strata-leader-election");
+    assert!(
+        role["rules"][0]["verbs"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!("list"))),
+        "{role}"
+    );
+
+    // Sharded with one replica each: election on, no budgets.
+    let objects = documents(&render("strata", "ops", &["sharding.shards=2"]));
+    let deployment = find(&objects, "Deployment", "strata-1");
+    assert_eq!(
+        env_value(deployment, "STRATA_LEADER_ELECTION"),
+        Some(json!("true"))
+    );
+    assert!(ids_of_kind(&objects, "PodDisruptionBudget").is_empty());
+}
+
+#[test]
 fn watched_namespaces_scope_what_stacks_may_do_and_which_secrets_are_read() {
     // helm and kubectl come with the plane (`hack/plane env`).
     if !strata_testkit::plane_available() {
@@ -514,7 +569,7 @@ async fn the_api_server_accepts_what_the_chart_renders() {
     let n = ns.name();
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let watched = format!("operator.namespaces={{{n}}}");
-    let value_sets: [&[&str]; 4] = [
+    let value_sets: [&[&str]; 5] = [
         &[],
         &[
             "replicaCount=3",
@@ -535,6 +590,7 @@ async fn the_api_server_accepts_what_the_chart_renders() {
             "serviceAccount.create=false",
             "serviceAccount.name=default",
         ],
+        &["sharding.shards=3", "replicaCount=2"],
     ];
     for values in value_sets {
         let mut args = vec!["template", "dry-run", "--include-crds", "--namespace", n];
@@ -551,9 +607,14 @@ async fn the_api_server_accepts_what_the_chart_renders() {
                 .any(|o| o["kind"] == "CustomResourceDefinition")
         );
         let out = server_dry_run(&to_yaml(&objects), &format!("the chart with {values:?}"));
+        let deployment = if values.contains(&"sharding.shards=3") {
+            "deployment.apps/dry-run-strata-2"
+        } else {
+            "deployment.apps/dry-run-strata"
+        };
         assert!(
-            out.contains("deployment.apps/dry-run-strata created (server dry run)")
-                || out.contains("deployment.apps/dry-run-strata configured (server dry run)"),
+            out.contains(&format!("{deployment} created (server dry run)"))
+                || out.contains(&format!("{deployment} configured (server dry run)")),
             "{out}"
         );
     }
@@ -592,11 +653,12 @@ fn the_chart_sets_only_and_all_settings_of_strata_run() {
         "ops",
         &[
             "replicaCount=2",
+            "sharding.shards=2",
             "operator.namespaces={a}",
             "stacks.defaultServiceAccount=stack-deployer",
         ],
     ));
-    let set: std::collections::BTreeSet<String> = env_of(find(&objects, "Deployment", "strata"))
+    let set: std::collections::BTreeSet<String> = env_of(find(&objects, "Deployment", "strata-0"))
         .into_iter()
         .map(|(name, _)| name)
         .filter(|name| name.starts_with("STRATA_"))

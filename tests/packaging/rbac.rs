@@ -105,11 +105,12 @@ const IMPERSONATION: &[Need] = &[("", "serviceaccounts", &["impersonate"])];
 const KUBECONFIG_SECRETS: &[Need] = &[("", "secrets", &["get"])];
 
 /// Leader election (src/runtime/leader.rs): get, create when missing, and
-/// replace (an update) to acquire, renew and release.
+/// replace (an update) to acquire, renew and release; list to read the
+/// other shards' Leases after each renewal (src/runtime/shards.rs).
 const LEADER_ELECTION: &[Need] = &[(
     "coordination.k8s.io",
     "leases",
-    &["get", "create", "update"],
+    &["get", "list", "create", "update"],
 )];
 
 type Grants = BTreeMap<(String, String), BTreeSet<String>>;

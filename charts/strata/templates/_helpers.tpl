@@ -57,7 +57,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* "true" when leader election is on: asked for, or more than one replica. */}}
 {{- define "strata.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ else }}false{{ end }}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) (gt (int .Values.sharding.shards) 1) }}true{{ else }}false{{ end }}
 {{- end }}
 
 {{/*
