@@ -28,6 +28,7 @@ mod measure;
 mod options;
 mod phases;
 mod report;
+mod sharded;
 mod table;
 mod traffic;
 mod workload;
@@ -52,6 +53,11 @@ fn main() -> Result<()> {
 async fn run(options: Options) -> Result<()> {
     let client = strata_testkit::client().await;
     install_crds(&client).await;
+    if options.shards > 1 {
+        let report = sharded::run(&client, &options, report::machine()).await?;
+        sharded::print(&report);
+        return write_json(&options, "shards", &report);
+    }
     let bare_ns = TestNamespace::create(&client, "bench-bare").await;
     let strata_ns = TestNamespace::create(&client, "bench-strata").await;
     let mut report = Report {
@@ -75,17 +81,22 @@ async fn run(options: Options) -> Result<()> {
     strata_ns.cleanup().await;
     outcome?;
     table::print(&report);
+    write_json(&options, "scale", &report)
+}
+
+/// Writes `report` to `--json`, or to target/bench/<name>-<time>.json.
+fn write_json(options: &Options, name: &str, report: &impl serde::Serialize) -> Result<()> {
     let path = options.json.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench/scale-{stamp}.json"))
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench/{name}-{stamp}.json"))
     });
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(report)?)?;
     println!("report written to {}", path.display());
     Ok(())
 }

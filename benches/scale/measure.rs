@@ -20,20 +20,24 @@ impl MeasuredOperator {
     /// `strata run` for `ns`; `STRATA_BENCH_OPERATOR` runs another build
     /// (e.g. a baseline) instead of this one.
     pub fn start(ns: &str) -> Self {
+        Self::start_with(ns, &[])
+    }
+
+    /// Like [`MeasuredOperator::start`], with `env` added last (a shard's
+    /// settings, namespaces beyond `ns`).
+    pub fn start_with(ns: &str, env: &[(&str, &str)]) -> Self {
         let binary = std::env::var_os("STRATA_BENCH_OPERATOR")
             .map(PathBuf::from)
             .unwrap_or_else(operator_binary);
         let started = Instant::now();
-        let process = Operator::spawn(
-            &binary,
-            ns,
-            &[
-                ("STRATA_LEADER_ELECTION", "true"),
-                ("STRATA_LEASE_NAMESPACE", ns),
-                ("STRATA_IDENTITY", "bench"),
-                ("STRATA_LOG_LEVEL", "info"),
-            ],
-        );
+        let defaults = [
+            ("STRATA_LEADER_ELECTION", "true"),
+            ("STRATA_LEASE_NAMESPACE", ns),
+            ("STRATA_IDENTITY", "bench"),
+            ("STRATA_LOG_LEVEL", "info"),
+        ];
+        let env: Vec<(&str, &str)> = defaults.iter().chain(env).copied().collect();
+        let process = Operator::spawn(&binary, ns, &env);
         Self { process, started }
     }
 

@@ -34,6 +34,14 @@ pub struct Options {
     /// Objects applied at once, in both phases alike.
     #[arg(long, default_value_t = 16)]
     pub apply_concurrency: usize,
+    /// Compare one replica with this many shard replicas (one each) on the
+    /// same functions, spread over `--namespaces`, instead of the phases
+    /// against the bare objects.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    /// Namespaces the functions are spread over with `--shards`.
+    #[arg(long, default_value_t = 30)]
+    pub namespaces: usize,
     /// Where the JSON report goes (default target/bench/scale-<time>.json).
     #[arg(long)]
     pub json: Option<PathBuf>,

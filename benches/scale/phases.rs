@@ -290,7 +290,7 @@ fn deployment_available(d: &Deployment) -> bool {
             .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True"))
 }
 
-fn function_ready(nf: &NetworkFunction) -> bool {
+pub fn function_ready(nf: &NetworkFunction) -> bool {
     nf.status.as_ref().is_some_and(|s| {
         s.observed_generation == nf.metadata.generation
             && s.conditions
