@@ -326,13 +326,6 @@ impl Gate {
                 if !watched(&gate.settings, gate.territory.shard(), Some(&namespace)) {
                     return Ok(Action::await_change());
                 }
-                // While the shard count changes, a namespace may be another
-                // holder's for a moment; it is looked at again shortly.
-                let _admitted = match gate.territory.admit(&namespace) {
-                    Ok(admitted) => admitted,
-                    Err(Refusal::Yielded) => return Ok(Action::requeue(YIELDED_RECHECK)),
-                    Err(Refusal::Waiting) => return Ok(Action::requeue(WAITING_RECHECK)),
-                };
                 let mut synced = gate.synced.subscribe();
                 tokio::select! {
                     biased;
@@ -340,6 +333,14 @@ impl Gate {
                     () = gate.shutdown.clone() => return Ok(Action::await_change()),
                     _ = synced.wait_for(|synced| *synced) => {}
                 }
+                // While the shard count changes, a namespace may be another
+                // holder's for a moment; it is looked at again shortly. The
+                // admission lasts as long as the reconcile.
+                let _admitted = match gate.territory.admit(&namespace) {
+                    Ok(admitted) => admitted,
+                    Err(Refusal::Yielded) => return Ok(Action::requeue(YIELDED_RECHECK)),
+                    Err(Refusal::Waiting) => return Ok(Action::requeue(WAITING_RECHECK)),
+                };
                 reconcile(obj, ctx).await
             }
             .boxed()
