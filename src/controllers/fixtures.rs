@@ -26,6 +26,8 @@ pub(crate) enum Answer {
     Object(serde_json::Value),
     /// 404 Not Found.
     NotFound,
+    /// 409 Conflict: the object changed since it was read.
+    Conflict,
 }
 
 /// The requests the mock API server was sent: method and path.
@@ -87,6 +89,14 @@ pub(crate) fn context<S>(
                     &serde_json::json!({
                         "kind": "Status", "apiVersion": "v1", "status": "Failure",
                         "reason": "NotFound", "code": 404, "message": format!("{path} not found"),
+                    }),
+                ),
+                Answer::Conflict => json_response(
+                    StatusCode::CONFLICT,
+                    &serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Conflict", "code": 409,
+                        "message": format!("{path}: the object has been modified"),
                     }),
                 ),
             };

@@ -1,7 +1,8 @@
 //! A Stack's consumers: the NetworkFunctions that reference it, counted in
 //! its status (how many, how many run the current version) and in the
 //! metrics (how many run each version). While many consumers adopt a new
-//! version, a status write that changes only the counts is coalesced.
+//! version, a status write that changes only the counts is held back until
+//! the counts settle.
 
 use std::{
     collections::BTreeMap,
@@ -17,10 +18,25 @@ use crate::api::{
     stack::{AdoptionStatus, Consumers},
 };
 
-/// Consumer counts alone are written at most this often per Stack: while a
-/// hundred consumers adopt a version, one write a second says how far they
-/// are, instead of one write per consumer.
-const CONSUMER_COUNT_INTERVAL: Duration = Duration::from_secs(1);
+/// A status write that changes only the consumer counts waits until they
+/// have not changed for this long: while a hundred consumers roll out, the
+/// counts move with every one of them, and only where they end is news.
+const CONSUMER_COUNT_SETTLE: Duration = Duration::from_secs(1);
+/// ... but no longer than this after the previous status write, so counts
+/// that keep moving are still seen to move.
+const CONSUMER_COUNT_MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// The counts a Stack's status shows: its consumers, and the adoption's
+/// adopted and pending counts.
+type Counts = (Option<Consumers>, Option<(i32, i32)>);
+
+/// When a Stack's status was last written, and the counts a write holds
+/// back since when.
+#[derive(Default)]
+pub(super) struct CountWrites {
+    written: Option<Instant>,
+    held: Option<(Counts, Instant)>,
+}
 
 /// NetworkFunctions in the Stack's namespace that reference it, by name.
 pub(super) fn consumer_functions(ctx: &Context, ns: &str, name: &str) -> Vec<Arc<NetworkFunction>> {
@@ -103,13 +119,48 @@ pub(super) fn count_write_wait(
     if !only_counts_changed(old, new) {
         return None;
     }
-    let last = *locked(&ctx.state.last_status_write).get(uid)?;
-    CONSUMER_COUNT_INTERVAL.checked_sub(last.elapsed())
+    let mut writes = locked(&ctx.state.count_writes);
+    hold(
+        writes.entry(uid.to_string()).or_default(),
+        counts(new),
+        Instant::now(),
+    )
+}
+
+/// How long `writes` holds back a write of `counts` at `now`: until they
+/// have been the same for [`CONSUMER_COUNT_SETTLE`], at most
+/// [`CONSUMER_COUNT_MAX_DELAY`] after the last write. Due at once when no
+/// write is known (a restarted process).
+fn hold(writes: &mut CountWrites, counts: Counts, now: Instant) -> Option<Duration> {
+    let written = writes.written?;
+    let since = match &writes.held {
+        Some((held, since)) if *held == counts => *since,
+        _ => {
+            writes.held = Some((counts, now));
+            now
+        }
+    };
+    let due = (since + CONSUMER_COUNT_SETTLE).min(written + CONSUMER_COUNT_MAX_DELAY);
+    due.checked_duration_since(now).filter(|d| !d.is_zero())
+}
+
+/// The counts `status` shows.
+fn counts(status: &StackStatus) -> Counts {
+    (
+        status.consumers.clone(),
+        status.rollout.as_ref().map(|r| (r.adopted, r.pending)),
+    )
 }
 
 /// Notes that the Stack's status was written now.
 pub(super) fn status_written(ctx: &Context, uid: String) {
-    locked(&ctx.state.last_status_write).insert(uid, Instant::now());
+    locked(&ctx.state.count_writes).insert(
+        uid,
+        CountWrites {
+            written: Some(Instant::now()),
+            held: None,
+        },
+    );
 }
 
 /// Whether `new` differs from `old` in the consumer counts alone (the
@@ -213,6 +264,59 @@ mod tests {
                 ("1.1.0".to_string(), 2)
             ]
         );
+    }
+
+    /// While the counts keep moving, one write per
+    /// [`CONSUMER_COUNT_MAX_DELAY`]; once they stop, one write
+    /// [`CONSUMER_COUNT_SETTLE`] later.
+    #[test]
+    fn count_writes_wait_for_the_counts_to_settle() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let counts = |n: i32| -> Counts {
+            (
+                Some(Consumers {
+                    total: 10,
+                    on_current_version: n,
+                }),
+                None,
+            )
+        };
+        let mut writes = CountWrites::default();
+        assert_eq!(
+            hold(&mut writes, counts(1), at(0)),
+            None,
+            "no write known: due"
+        );
+        writes = CountWrites {
+            written: Some(at(0)),
+            held: None,
+        };
+        // A consumer moves every 500 ms: each new count restarts the settling...
+        for (i, ms) in (500..9500).step_by(500).enumerate() {
+            let wait = hold(&mut writes, counts(i as i32), at(ms));
+            assert_eq!(wait, Some(Duration::from_secs(1)), "at {ms} ms");
+        }
+        // ... up to the longest delay after the last write.
+        assert_eq!(
+            hold(&mut writes, counts(40), at(9500)),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(hold(&mut writes, counts(41), at(10_000)), None);
+        // Counts that stopped moving are due a second after their last change.
+        writes = CountWrites {
+            written: Some(at(10_000)),
+            held: None,
+        };
+        assert_eq!(
+            hold(&mut writes, counts(42), at(10_200)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            hold(&mut writes, counts(42), at(10_700)),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(hold(&mut writes, counts(42), at(11_200)), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    Context, FINALIZER, MANAGER, consumers::consumer_functions, identity::identity_of, prune,
+    Context, FINALIZER, MANAGER, consumers::consumer_functions, identity::identity_of, locked,
+    prune,
 };
 use crate::{
     Result,
@@ -30,11 +31,42 @@ pub(super) fn has_finalizer(stack: &Stack) -> bool {
 
 /// Adds the finalizer. The patch is an event of its own: the reconcile it
 /// triggers applies the Stack.
-pub(super) async fn add_finalizer(stack: &Stack, api: &Api<Stack>) -> Result<Action> {
+///
+/// Until that event reaches the cache, a reconcile woken by something else
+/// (a consumer's change) is handed the Stack as it was before the patch. A
+/// second patch at that stale resourceVersion would only be refused (409),
+/// so it is not sent. A conflict (the Stack changed since it was cached)
+/// likewise waits for the change to arrive, without another patch from the
+/// same stale Stack.
+pub(super) async fn add_finalizer(
+    stack: &Stack,
+    ctx: &Context,
+    api: &Api<Stack>,
+) -> Result<Action> {
+    let uid = stack.uid().unwrap_or_default();
+    let version = stack.resource_version();
+    if locked(&ctx.state.finalizer_added).get(&uid) == Some(&version) {
+        return Ok(Action::await_change());
+    }
     let mut finalizers = stack.finalizers().to_vec();
     finalizers.push(FINALIZER.into());
-    patch_finalizers(stack, api, &finalizers).await?;
+    match patch_finalizers(stack, api, &finalizers).await {
+        Ok(()) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Either way, the Stack at this resourceVersion is out of date.
+    locked(&ctx.state.finalizer_added).insert(uid, version);
     Ok(Action::await_change())
+}
+
+/// The cache shows the finalizer: what [`add_finalizer`] remembered is
+/// no longer needed.
+pub(super) fn finalizer_seen(stack: &Stack, ctx: &Context) {
+    let mut added = locked(&ctx.state.finalizer_added);
+    if !added.is_empty() {
+        added.remove(&stack.uid().unwrap_or_default());
+    }
 }
 
 /// Deletion: wait while NetworkFunctions consume the Stack, then delete what
@@ -130,4 +162,70 @@ async fn patch_finalizers(
     )
     .await
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::controllers::{
+        fixtures::{Answer, context, object},
+        stack::State,
+    };
+
+    const PATH: &str = "/apis/strata.dev/v1alpha1/namespaces/telco/stacks/edge-net";
+
+    fn stack(resource_version: &str) -> Stack {
+        serde_yaml::from_str(&format!(
+            "apiVersion: strata.dev/v1alpha1\nkind: Stack\n\
+             metadata: {{name: edge-net, namespace: telco, uid: s1, resourceVersion: '{resource_version}'}}\n\
+             spec: {{version: 1.0.0}}"
+        ))
+        .unwrap()
+    }
+
+    /// A reconcile handed the Stack from before the finalizer's patch (the
+    /// cache has not seen the patch yet) sends no second patch: it could
+    /// only be refused as a conflict.
+    #[tokio::test]
+    async fn the_finalizer_is_added_once_while_the_cache_lags() {
+        let patched = stack("11");
+        let (ctx, _, requests) = context(State::default(), move |m, p| {
+            assert_eq!((m, p), (&Method::PATCH, PATH));
+            object(&patched)
+        });
+        let api: Api<Stack> = Api::namespaced(ctx.client.clone(), "telco");
+        for _ in 0..2 {
+            let action = add_finalizer(&stack("10"), &ctx, &api).await.unwrap();
+            assert_eq!(action, Action::await_change());
+        }
+        assert_eq!(requests.seen().len(), 1, "one patch: {:?}", requests.seen());
+    }
+
+    /// A conflict (the Stack changed since it was cached) is no failure:
+    /// it waits for the change, and the same stale Stack is not patched again.
+    #[tokio::test]
+    async fn a_conflict_waits_for_the_change() {
+        let (ctx, _, requests) = context(State::default(), |m, p| {
+            assert_eq!((m, p), (&Method::PATCH, PATH));
+            Answer::Conflict
+        });
+        let api: Api<Stack> = Api::namespaced(ctx.client.clone(), "telco");
+        for _ in 0..2 {
+            let action = add_finalizer(&stack("10"), &ctx, &api).await.unwrap();
+            assert_eq!(action, Action::await_change());
+        }
+        assert_eq!(requests.seen().len(), 1);
+    }
+
+    /// A newer Stack without the finalizer (someone removed it) gets it again.
+    #[tokio::test]
+    async fn a_newer_stack_without_the_finalizer_is_patched_again() {
+        let (ctx, _, requests) = context(State::default(), |_, _| object(&stack("12")));
+        let api: Api<Stack> = Api::namespaced(ctx.client.clone(), "telco");
+        add_finalizer(&stack("10"), &ctx, &api).await.unwrap();
+        add_finalizer(&stack("12"), &ctx, &api).await.unwrap();
+        assert_eq!(requests.seen().len(), 2);
+    }
 }

@@ -15,7 +15,7 @@
 //! 6. writes: every apply and delete as a dry run, then for real, refusals
 //!    named ([`write`]);
 //! 7. records what was applied in the status ([`history`]);
-//! 8. counts the consumers, coalescing writes of the counts alone, and
+//! 8. counts the consumers, holding back writes of the counts alone, and
 //!    sets their metrics ([`consumers`]);
 //! 9. reports how the consumers adopt the applied version, in waves,
 //!    halting when too many fail on it ([`adoption`]).
@@ -78,8 +78,13 @@ pub struct State {
     fingerprints: Mutex<HashMap<(String, ManagedObject), String>>,
     /// When each Stack's objects were last compared with their fingerprints.
     last_drift_check: Mutex<HashMap<String, Instant>>,
-    /// When each Stack's status was last written ([`consumers`]).
-    last_status_write: Mutex<HashMap<String, Instant>>,
+    /// When each Stack's status was last written, and the consumer counts
+    /// a write holds back ([`consumers`]).
+    count_writes: Mutex<HashMap<String, consumers::CountWrites>>,
+    /// The resourceVersion each Stack had when this process added its
+    /// finalizer ([`finalize`]): until the cache shows a newer one, the
+    /// Stack it hands out is the one from before the patch.
+    finalizer_added: Mutex<HashMap<String, Option<String>>>,
 }
 
 type Context = super::Context<State>;
@@ -118,9 +123,10 @@ impl Reconciler for Stacks {
             return Ok(ControlFlow::Break(action));
         }
         if !finalize::has_finalizer(stack) {
-            let action = finalize::add_finalizer(stack, &api).await?;
+            let action = finalize::add_finalizer(stack, ctx, &api).await?;
             return Ok(ControlFlow::Break(action));
         }
+        finalize::finalizer_seen(stack, ctx);
         if stack.spec.suspend {
             return Ok(ControlFlow::Break(Action::await_change()));
         }
@@ -145,8 +151,8 @@ impl Reconciler for Stacks {
         Ok(Action::requeue(ctx.settings.resync_interval))
     }
 
-    /// A write that only changes the consumer counts waits while one was
-    /// written less than a second ago.
+    /// A write that only changes the consumer counts waits for them to
+    /// settle ([`consumers`]).
     async fn defer_write(
         ctx: &Context,
         stack: &Stack,
@@ -200,7 +206,8 @@ pub fn forget(ctx: &Context, stack: &Stack) {
     let uid = stack.uid().unwrap_or_default();
     locked(&ctx.state.fingerprints).retain(|(owner, _), _| owner != &uid);
     locked(&ctx.state.last_drift_check).remove(&uid);
-    locked(&ctx.state.last_status_write).remove(&uid);
+    locked(&ctx.state.count_writes).remove(&uid);
+    locked(&ctx.state.finalizer_added).remove(&uid);
     let rollout = stack.status.as_ref().and_then(|s| s.rollout.as_ref());
     let ns = stack.namespace().unwrap_or_default();
     adoption::record_metrics(ctx, &ns, stack, rollout, None);
