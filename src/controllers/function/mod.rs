@@ -2,11 +2,13 @@
 //! stack resolution, the update policy, the adoption turn; [`gates`]), then
 //! the rollout (a DeploymentRecord, the children; [`rollout`]), then the
 //! record of how it went (the Deployment's rollout, the record's outcome,
-//! the provenance in status, metrics).
+//! the provenance in status, metrics). A rollout's progress alone is
+//! written at most every 30 seconds ([`progress`]).
 
 mod adoption;
 mod gates;
 mod metrics;
+mod progress;
 mod promotion;
 pub mod records;
 pub mod resolve;
@@ -56,6 +58,9 @@ pub struct State {
     ledgers: records::Ledgers,
     /// The upstream records promotion gates read.
     pub upstreams: upstream::Upstreams,
+    /// When each function's status was last written: a rollout's progress
+    /// alone is written at most every [`progress::PROGRESS_INTERVAL`].
+    status_writes: progress::StatusWrites,
 }
 
 type Context = super::Context<State>;
@@ -111,6 +116,22 @@ impl Reconciler for Functions {
         converge(nf, ctx, ns, status).await
     }
 
+    /// A write that only moves a rollout's progress (pods updated and
+    /// available, replica counts) waits ([`progress`]).
+    async fn defer_write(
+        ctx: &Context,
+        nf: &NetworkFunction,
+        old: &NetworkFunctionStatus,
+        new: &NetworkFunctionStatus,
+    ) -> Option<Action> {
+        let uid = nf.uid().unwrap_or_default();
+        let now = std::time::Instant::now();
+        ctx.state
+            .status_writes
+            .wait(&uid, old, new, now)
+            .map(Action::requeue)
+    }
+
     async fn settled(
         ctx: &Context,
         nf: &NetworkFunction,
@@ -119,6 +140,12 @@ impl Reconciler for Functions {
         new: &NetworkFunctionStatus,
         written: bool,
     ) {
+        if written {
+            let uid = nf.uid().unwrap_or_default();
+            ctx.state
+                .status_writes
+                .written(&uid, std::time::Instant::now());
+        }
         metrics::update(ctx, nf, ns, old, new);
         // The adoption slot is freed once the status that says the rollout
         // concluded is written: until then, the function still counts as
@@ -160,6 +187,9 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
+    ctx.state
+        .status_writes
+        .forget(&nf.uid().unwrap_or_default());
     ctx.state.upstreams.forget(&ObjectRef::from_obj(nf));
     skeleton::forget::<Functions>(ctx, nf);
 }

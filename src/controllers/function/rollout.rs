@@ -193,6 +193,9 @@ where
     store.get(&ObjectRef::new(name?).within(ns))
 }
 
+/// Reason of Reconciling while the Deployment rolls out the current rollout.
+pub const ROLLING_OUT: &str = "RollingOut";
+
 /// How often a rollout under way is looked at without a change of its Deployment.
 const ROLLING_RECHECK: Duration = Duration::from_secs(30);
 
@@ -264,7 +267,7 @@ pub(super) async fn follow_next(
         }
         Rollout::Progressing(why) => {
             let message = format!("{summary}: {why}");
-            conditions::progressing(conds, "RollingOut", message, generation);
+            conditions::progressing(conds, ROLLING_OUT, message, generation);
             Ok(ROLLING_RECHECK)
         }
         Rollout::Failed(why) => {
