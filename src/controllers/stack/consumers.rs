@@ -20,11 +20,12 @@ use crate::api::{
 
 /// A status write that changes only the consumer counts waits until they
 /// have not changed for this long: while a hundred consumers roll out, the
-/// counts move with every one of them, and only where they end is news.
-const CONSUMER_COUNT_SETTLE: Duration = Duration::from_secs(1);
+/// counts move with every one of them (a few seconds apart on a busy API
+/// server), and only where they end is news.
+const CONSUMER_COUNT_SETTLE: Duration = Duration::from_secs(5);
 /// ... but no longer than this after the previous status write, so counts
 /// that keep moving are still seen to move.
-const CONSUMER_COUNT_MAX_DELAY: Duration = Duration::from_secs(10);
+const CONSUMER_COUNT_MAX_DELAY: Duration = Duration::from_secs(15);
 
 /// The counts a Stack's status shows: its consumers, and the adoption's
 /// adopted and pending counts.
@@ -272,7 +273,7 @@ mod tests {
     #[test]
     fn count_writes_wait_for_the_counts_to_settle() {
         let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
+        let at = |d: Duration| start + d;
         let counts = |n: i32| -> Counts {
             (
                 Some(Consumers {
@@ -284,39 +285,44 @@ mod tests {
         };
         let mut writes = CountWrites::default();
         assert_eq!(
-            hold(&mut writes, counts(1), at(0)),
+            hold(&mut writes, counts(1), start),
             None,
             "no write known: due"
         );
         writes = CountWrites {
-            written: Some(at(0)),
+            written: Some(start),
             held: None,
         };
-        // A consumer moves every 500 ms: each new count restarts the settling...
-        for (i, ms) in (500..9500).step_by(500).enumerate() {
-            let wait = hold(&mut writes, counts(i as i32), at(ms));
-            assert_eq!(wait, Some(Duration::from_secs(1)), "at {ms} ms");
+        // A consumer moves every second: each new count restarts the settling...
+        let settle = CONSUMER_COUNT_SETTLE;
+        let max = CONSUMER_COUNT_MAX_DELAY;
+        let mut n = 0;
+        let mut now = Duration::from_secs(1);
+        while now + settle <= max {
+            assert_eq!(
+                hold(&mut writes, counts(n), at(now)),
+                Some(settle),
+                "at {now:?}"
+            );
+            n += 1;
+            now += Duration::from_secs(1);
         }
         // ... up to the longest delay after the last write.
-        assert_eq!(
-            hold(&mut writes, counts(40), at(9500)),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(hold(&mut writes, counts(41), at(10_000)), None);
-        // Counts that stopped moving are due a second after their last change.
+        assert_eq!(hold(&mut writes, counts(n), at(now)), Some(max - now));
+        assert_eq!(hold(&mut writes, counts(n + 1), at(max)), None);
+        // Counts that stopped moving are due once they have settled.
         writes = CountWrites {
-            written: Some(at(10_000)),
+            written: Some(at(max)),
             held: None,
         };
+        let later = max + Duration::from_secs(1);
+        assert_eq!(hold(&mut writes, counts(n + 2), at(later)), Some(settle));
+        let half = settle / 2;
         assert_eq!(
-            hold(&mut writes, counts(42), at(10_200)),
-            Some(Duration::from_secs(1))
+            hold(&mut writes, counts(n + 2), at(later + half)),
+            Some(settle - half)
         );
-        assert_eq!(
-            hold(&mut writes, counts(42), at(10_700)),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(hold(&mut writes, counts(42), at(11_200)), None);
+        assert_eq!(hold(&mut writes, counts(n + 2), at(later + settle)), None);
     }
 
     #[test]
