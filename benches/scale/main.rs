@@ -2,8 +2,9 @@
 //! same plane: the time to bring N network functions to Ready against the
 //! time the same Deployments, Services and ConfigMaps take when applied
 //! directly, the API writes it costs, the writes it makes while idle, its
-//! memory at N and 10×N, a stack version adopted by 100 consumers, start-up
-//! and shutdown. Around every phase the API server's own counts of the
+//! memory at N and 10×N, the time ratio at 10×N against the one at N, a
+//! stack version adopted by 100 consumers, start-up and shutdown, and what
+//! grows with DeploymentRecords over time. Around every phase the API server's own counts of the
 //! requests it served (by resource and verb) and of the watch events it sent
 //! are read: the plane is the limit, so they show what the whole system (the
 //! Kubernetes controllers included) asks of it per function, next to the
@@ -15,22 +16,28 @@
 //! prints, and fails only when something does not converge.
 //!
 //! [`options`] says what to run, [`workload`] what is applied, [`phases`]
-//! runs the measurements in order, [`measure`] reads the operator's process,
+//! runs the measurements in order ([`history`]: records over time) and
+//! [`waits`] for what they wait for,
+//! [`measure`] reads the operator's process,
 //! [`traffic`] what each phase cost the API server (its own counters, read
 //! before the phase and after it once the plane is quiet), [`report`]
-//! records the figures and [`table`] prints them. The plane, the operator
+//! records the figures, [`table`] prints them and [`plot`] draws objects
+//! Ready over time as SVG next to the JSON. The plane, the operator
 //! process, namespaces, CRDs, apply, waits and the API server's counters come
 //! from the test kit (`strata-testkit`), as in the integration tests.
 
 #![forbid(unsafe_code)]
 
+mod history;
 mod measure;
 mod options;
 mod phases;
+mod plot;
 mod report;
 mod sharded;
 mod table;
 mod traffic;
+mod waits;
 mod workload;
 
 use std::path::PathBuf;
@@ -56,7 +63,8 @@ async fn run(options: Options) -> Result<()> {
     if options.shards > 1 {
         let report = sharded::run(&client, &options, report::machine()).await?;
         sharded::print(&report);
-        return write_json(&options, "shards", &report);
+        write_json(&options, "shards", &report)?;
+        return Ok(());
     }
     let bare_ns = TestNamespace::create(&client, "bench-bare").await;
     let strata_ns = TestNamespace::create(&client, "bench-strata").await;
@@ -81,11 +89,13 @@ async fn run(options: Options) -> Result<()> {
     strata_ns.cleanup().await;
     outcome?;
     table::print(&report);
-    write_json(&options, "scale", &report)
+    let path = write_json(&options, "scale", &report)?;
+    draw(&report, &path)
 }
 
-/// Writes `report` to `--json`, or to target/bench/<name>-<time>.json.
-fn write_json(options: &Options, name: &str, report: &impl serde::Serialize) -> Result<()> {
+/// Writes `report` to `--json`, or to target/bench/<name>-<time>.json;
+/// returns where.
+fn write_json(options: &Options, name: &str, report: &impl serde::Serialize) -> Result<PathBuf> {
     let path = options.json.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -98,5 +108,37 @@ fn write_json(options: &Options, name: &str, report: &impl serde::Serialize) -> 
     }
     std::fs::write(&path, serde_json::to_vec_pretty(report)?)?;
     println!("report written to {}", path.display());
+    Ok(path)
+}
+
+/// Draws the pictures next to the JSON at `path`: Ready over time at N,
+/// and while growing.
+fn draw(report: &Report, path: &std::path::Path) -> Result<()> {
+    // The pictures next to it: Ready over time at N, and while growing.
+    let stem = path.with_extension("");
+    let pictures = [
+        (
+            "bare",
+            "strata",
+            format!("N = {}", report.functions),
+            "ready",
+        ),
+        (
+            "scale-bare",
+            "scale",
+            format!(
+                "growing from {} to {}",
+                report.functions, report.scaled_functions
+            ),
+            "ready-at-scale",
+        ),
+    ];
+    for (bare, strata, what, suffix) in pictures {
+        let svg = PathBuf::from(format!("{}-{suffix}.svg", stem.display()));
+        let title = format!("Objects Ready over time, {what}");
+        if plot::ready_over_time(report, bare, strata, &title, &svg)? {
+            println!("picture written to {}", svg.display());
+        }
+    }
     Ok(())
 }

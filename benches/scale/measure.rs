@@ -17,10 +17,16 @@ pub struct MeasuredOperator {
 }
 
 impl MeasuredOperator {
-    /// `strata run` for `ns`; `STRATA_BENCH_OPERATOR` runs another build
-    /// (e.g. a baseline) instead of this one.
-    pub fn start(ns: &str) -> Self {
-        Self::start_with(ns, &[])
+    /// `strata run` for `ns`, keeping `retention` DeploymentRecords per
+    /// function (None: its default); `STRATA_BENCH_OPERATOR` runs another
+    /// build (e.g. a baseline) instead of this one.
+    pub fn start(ns: &str, retention: Option<usize>) -> Self {
+        let retention = retention.map(|r| r.to_string());
+        let env: Vec<(&str, &str)> = retention
+            .iter()
+            .map(|r| ("STRATA_RECORD_RETENTION", r.as_str()))
+            .collect();
+        Self::start_with(ns, &env)
     }
 
     /// Like [`MeasuredOperator::start`], with `env` added last (a shard's

@@ -12,7 +12,7 @@ pub struct Options {
     /// Network functions (N).
     #[arg(long, default_value_t = 1000)]
     pub functions: usize,
-    /// Quick mode: N = 100.
+    /// Quick mode: N = 100, history 20 × 5.
     #[arg(long)]
     pub quick: bool,
     /// Stacks the functions are spread over.
@@ -24,13 +24,30 @@ pub struct Options {
     /// Seconds of idleness after convergence in which writes are counted.
     #[arg(long, default_value_t = 60)]
     pub idle_seconds: u64,
-    /// The memory phase grows the functions to this multiple of N (1 skips it).
+    /// The scale phase grows the functions, bare and through Strata, to this
+    /// multiple of N (1 skips it).
     #[arg(long, default_value_t = 10)]
     pub scale: usize,
     /// Replicas of the functions added in the memory phase. The operator
     /// caches functions, stacks, Deployments and records, not pods.
     #[arg(long, default_value_t = 0)]
     pub scale_replicas: i32,
+    /// The history phase: this many of the N functions are rolled out again
+    /// and again, each rollout a DeploymentRecord (0 skips it; `--quick`: 20,
+    /// which keeps the smoke run in `hack/test` short).
+    #[arg(long, default_value_t = 1000)]
+    pub history_functions: usize,
+    /// Rollouts of each of those functions in the history phase (`--quick`: 5).
+    #[arg(long, default_value_t = 30)]
+    pub history_rollouts: usize,
+    /// Replicas of those functions while they roll out: the records, not the
+    /// pods, are what the phase measures.
+    #[arg(long, default_value_t = 0)]
+    pub history_replicas: i32,
+    /// DeploymentRecords the operator keeps per function
+    /// (`STRATA_RECORD_RETENTION`; default: the operator's own).
+    #[arg(long)]
+    pub record_retention: Option<usize>,
     /// Objects applied at once, in both phases alike.
     #[arg(long, default_value_t = 16)]
     pub apply_concurrency: usize,
@@ -54,11 +71,14 @@ pub struct Options {
 }
 
 impl Options {
-    /// The options from the command line; `--quick` sets N to 100.
+    /// The options from the command line; `--quick` sets N to 100 and the
+    /// history phase to at most 20 functions × 5 rollouts.
     pub fn parse_args() -> Self {
         let mut options = Self::parse();
         if options.quick {
             options.functions = 100;
+            options.history_functions = options.history_functions.min(20);
+            options.history_rollouts = options.history_rollouts.min(5);
         }
         options
     }

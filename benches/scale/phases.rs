@@ -1,23 +1,22 @@
 //! The measurements, in order: the bare objects, the same through Strata,
-//! idleness, a stack version bump, a restart, and growth to scale × N; each
+//! idleness, a stack version bump, a restart, growth to scale × N, bare
+//! and through Strata, and records over time ([`history`]); each
 //! within a [`PhaseWindow`] of the API server's and the operator's counts.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client};
 use serde_json::Value;
-use strata::api::{NetworkFunction, Stack};
-use strata_testkit::wait_for_every;
+use strata::api::NetworkFunction;
 
 use crate::Result;
+use crate::history;
 use crate::measure::MeasuredOperator;
 use crate::options::Options;
-use crate::report::Report;
+use crate::report::{ReadySeries, Report};
 use crate::traffic::{PhaseWindow, account_writes, strata_object};
+use crate::waits::{deployment_available, function_ready, stacks_counted, wait_adopted, wait_all};
 use crate::workload::{
     BUMPED_VERSION, MAX_CONCURRENT, Object, STACK_VERSION, apply_all, bare_objects, function,
     stack, stack_name,
@@ -45,21 +44,27 @@ pub async fn run(
     let bare_applied = bare.len();
     let window = PhaseWindow::open(client, None).await;
     let started = Instant::now();
-    apply_all(client, bare_ns, bare, options.apply_concurrency).await;
-    wait_all(
-        Api::<Deployment>::namespaced(client.clone(), bare_ns),
-        n,
-        deployment_available,
-        options.timeout(),
-        "bare Deployments Available",
-    )
-    .await?;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), bare_ns);
+    let (_, ready) = tokio::join!(
+        apply_all(client, bare_ns, bare, options.apply_concurrency),
+        wait_all(
+            deployments.clone(),
+            n,
+            deployment_available,
+            started,
+            options.timeout(),
+            "bare Deployments Available",
+        )
+    );
     report.bare_seconds = started.elapsed().as_secs_f64();
+    report
+        .ready_over_time
+        .push(series("bare", AVAILABLE, ready?));
     let bare = window.close(client, "bare", n, bare_applied, None).await;
 
     // (a) The same through Strata.
     phase(&format!("strata: {} stacks, {n} functions", options.stacks));
-    let mut operator = MeasuredOperator::start(strata_ns);
+    let mut operator = MeasuredOperator::start(strata_ns, options.record_retention);
     operator.wait_ready(Duration::from_secs(60)).await;
     let cpu_before = operator.cpu_seconds();
     let window = PhaseWindow::open(client, Some(&operator)).await;
@@ -70,17 +75,20 @@ pub async fn run(
         .map(Object::Stack)
         .chain(functions.iter().cloned().map(Object::Function))
         .collect();
-    apply_all(client, strata_ns, objects, options.apply_concurrency).await;
     let nfs = Api::<NetworkFunction>::namespaced(client.clone(), strata_ns);
-    wait_all(
-        nfs.clone(),
-        n,
-        function_ready,
-        options.timeout(),
-        "NetworkFunctions Ready",
-    )
-    .await?;
+    let (_, ready) = tokio::join!(
+        apply_all(client, strata_ns, objects, options.apply_concurrency),
+        wait_all(
+            nfs.clone(),
+            n,
+            function_ready,
+            started,
+            options.timeout(),
+            "NetworkFunctions Ready",
+        )
+    );
     report.strata_seconds = started.elapsed().as_secs_f64();
+    report.ready_over_time.push(series("strata", READY, ready?));
     // The stacks' consumer counts follow within a second; idleness starts then.
     stacks_counted(client, strata_ns, n, options.timeout()).await;
     report.ratio = report.strata_seconds / report.bare_seconds;
@@ -165,7 +173,7 @@ pub async fn run(
     // (between here and its exit) are only in the API server's counts.
     let window = PhaseWindow::open(client, None).await;
     report.sigterm_to_exit_ms = operator.terminate(Duration::from_secs(60)).await? * 1e3;
-    let mut operator = MeasuredOperator::start(strata_ns);
+    let mut operator = MeasuredOperator::start(strata_ns, options.record_retention);
     let (ready, first) = operator
         .wait_first_reconcile(Duration::from_secs(120))
         .await;
@@ -183,28 +191,69 @@ pub async fn run(
         .sum::<f64>()
         + 0.0;
 
-    // Memory at scale: the functions grow to scale × N.
+    // Growth to scale × N: the bare objects first, then through Strata (and
+    // the operator's memory there).
     if options.scale > 1 {
         let total = n * options.scale;
+        let added: Vec<Value> = (n..total)
+            .map(|i| function(i, options.stacks, options.scale_replicas))
+            .collect();
+        phase(&format!(
+            "scale, bare: {total} Deployments, Services and ConfigMaps ({} replicas for the added ones)",
+            options.scale_replicas
+        ));
+        let bare = bare_objects(&stacks, &added, bare_ns)?;
+        let bare_applied = bare.len();
+        let window = PhaseWindow::open(client, Some(&operator)).await;
+        let started = Instant::now();
+        let (_, ready) = tokio::join!(
+            apply_all(client, bare_ns, bare, options.apply_concurrency),
+            wait_all(
+                deployments.clone(),
+                total,
+                deployment_available,
+                started,
+                options.timeout(),
+                "bare Deployments Available at scale",
+            )
+        );
+        report.scale_bare_seconds = started.elapsed().as_secs_f64();
+        report
+            .ready_over_time
+            .push(series("scale-bare", AVAILABLE, ready?));
+        let scale_bare = window
+            .close(
+                client,
+                "scale-bare",
+                total - n,
+                bare_applied,
+                Some(&operator),
+            )
+            .await;
+        report.phases.push(scale_bare.counts);
+
         phase(&format!(
             "scale: {total} functions ({} replicas for the added ones)",
             options.scale_replicas
         ));
-        let added = (n..total)
-            .map(|i| Object::Function(function(i, options.stacks, options.scale_replicas)))
-            .collect();
+        let added = added.into_iter().map(Object::Function).collect();
         let window = PhaseWindow::open(client, Some(&operator)).await;
         let started = Instant::now();
-        apply_all(client, strata_ns, added, options.apply_concurrency).await;
-        wait_all(
-            nfs.clone(),
-            total,
-            function_ready,
-            options.timeout(),
-            "NetworkFunctions Ready at scale",
-        )
-        .await?;
+        let (_, ready) = tokio::join!(
+            apply_all(client, strata_ns, added, options.apply_concurrency),
+            wait_all(
+                nfs.clone(),
+                total,
+                function_ready,
+                started,
+                options.timeout(),
+                "NetworkFunctions Ready at scale",
+            )
+        );
         report.scale_seconds = started.elapsed().as_secs_f64();
+        report.ready_over_time.push(series("scale", READY, ready?));
+        report.scale_ratio = report.scale_seconds / report.scale_bare_seconds;
+        report.scale_ratio_growth = report.scale_ratio / report.ratio;
         let scale = window
             .close(client, "scale", total - n, total - n, Some(&operator))
             .await;
@@ -216,6 +265,30 @@ pub async fn run(
         let (peak, steady) = operator.memory_mib();
         report.rss_peak_mib_at_scale = peak;
         report.rss_steady_mib_at_scale = steady;
+    }
+
+    // Records over time: functions rolled out again and again; those the
+    // scale phase added (without pods) when there are enough, else the
+    // first of the N.
+    if options.history_functions > 0 && options.history_rollouts > 0 {
+        let added = n * options.scale.max(1) - n;
+        let functions = if added >= options.history_functions {
+            history::Functions {
+                first: n,
+                count: options.history_functions,
+                replicas: options.scale_replicas,
+            }
+        } else {
+            history::Functions {
+                first: 0,
+                count: options.history_functions.min(n),
+                replicas: options.replicas,
+            }
+        };
+        let (history, counts) =
+            history::run(client, options, strata_ns, &operator, functions).await?;
+        report.history = Some(history);
+        report.phases.push(counts);
     }
     operator.terminate(Duration::from_secs(60)).await?;
     Ok(())
@@ -229,140 +302,19 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> f64 {
     }
 }
 
-fn phase(what: &str) {
+pub fn phase(what: &str) {
     println!("--- {what}");
 }
 
-/// Watches `api` until `count` objects satisfy `done`.
-async fn wait_all<K>(
-    api: Api<K>,
-    count: usize,
-    done: fn(&K) -> bool,
-    within: Duration,
-    what: &str,
-) -> Result<()>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let mut state: HashMap<String, bool> = HashMap::new();
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let deadline = tokio::time::Instant::now() + within;
-    let mut last_print = Instant::now();
-    loop {
-        let ready = state.values().filter(|r| **r).count();
-        if ready >= count {
-            return Ok(());
-        }
-        if last_print.elapsed() > Duration::from_secs(10) {
-            println!("    {what}: {ready}/{count}");
-            last_print = Instant::now();
-        }
-        let event = tokio::time::timeout_at(deadline, events.try_next())
-            .await
-            .map_err(|_| format!("{what}: only {ready} of {count} after {within:?}"))??;
-        match event {
-            Some(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                state.insert(o.name_any(), done(&o));
-            }
-            Some(watcher::Event::Delete(o)) => {
-                state.remove(&o.name_any());
-            }
-            Some(watcher::Event::Init | watcher::Event::InitDone) => {}
-            None => return Err(format!("{what}: the watch ended").into()),
-        }
+/// What the bare phases count.
+const AVAILABLE: &str = "Deployments Available";
+/// What the Strata phases count.
+const READY: &str = "NetworkFunctions Ready";
+
+fn series(phase: &str, what: &str, points: Vec<(f64, usize)>) -> ReadySeries {
+    ReadySeries {
+        phase: phase.to_string(),
+        what: what.to_string(),
+        points,
     }
-}
-
-fn deployment_available(d: &Deployment) -> bool {
-    let Some(status) = &d.status else {
-        return false;
-    };
-    let wanted = d.spec.replicas.unwrap_or(1);
-    status.observed_generation >= d.metadata.generation
-        && status.updated_replicas.unwrap_or(0) == wanted
-        && status.available_replicas.unwrap_or(0) == wanted
-        && status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True"))
-}
-
-pub fn function_ready(nf: &NetworkFunction) -> bool {
-    nf.status.as_ref().is_some_and(|s| {
-        s.observed_generation == nf.metadata.generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
-/// Waits until `consumers` functions of stack 0 run the bumped version and
-/// are Ready; returns the most seen moving (adopting, not yet Ready) at once.
-async fn wait_adopted(
-    api: &Api<NetworkFunction>,
-    consumers: usize,
-    within: Duration,
-) -> Result<usize> {
-    let stack = stack_name(0);
-    let mut state: HashMap<String, (bool, bool)> = HashMap::new();
-    let mut events = watcher(api.clone(), watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    let deadline = tokio::time::Instant::now() + within;
-    let mut most_moving = 0;
-    loop {
-        let adopted = state.values().filter(|(on, ready)| *on && *ready).count();
-        most_moving = most_moving.max(state.values().filter(|(on, ready)| *on && !*ready).count());
-        if adopted >= consumers {
-            return Ok(most_moving);
-        }
-        let nf = tokio::time::timeout_at(deadline, events.try_next())
-            .await
-            .map_err(|_| format!("only {adopted} of {consumers} adopted {BUMPED_VERSION}"))??
-            .ok_or("the watch ended")?;
-        if nf.spec.stack_ref.name != stack {
-            continue;
-        }
-        let on = nf
-            .status
-            .as_ref()
-            .and_then(|s| s.deployed_with.as_ref())
-            .is_some_and(|d| d.stack.version == BUMPED_VERSION);
-        state.insert(nf.name_any(), (on, function_ready(&nf)));
-    }
-}
-
-/// Waits until the stacks in `ns` count `n` consumers in all, every one on
-/// the current version.
-async fn stacks_counted(client: &Client, ns: &str, n: usize, within: Duration) {
-    let api: Api<Stack> = Api::namespaced(client.clone(), ns);
-    let api = &api;
-    wait_for_every(
-        Duration::from_millis(100),
-        within,
-        "the stacks to count their consumers",
-        || async move {
-            let stacks = api
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let (total, current) = stacks
-                .items
-                .iter()
-                .filter_map(|s| s.status.as_ref()?.consumers.clone())
-                .fold((0, 0), |(t, c), x| (t + x.total, c + x.on_current_version));
-            if total as usize == n && current == total {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{total} of {n} consumers counted, {current} on the current version"
-                ))
-            }
-        },
-    )
-    .await
 }

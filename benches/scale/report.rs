@@ -55,6 +55,98 @@ pub struct Report {
     pub scale_seconds: f64,
     pub rss_peak_mib_at_scale: f64,
     pub rss_steady_mib_at_scale: f64,
+    /// The same growth applied as bare objects (Deployments, Services,
+    /// ConfigMaps of the added functions), just before: bare Available at
+    /// scale × N.
+    pub scale_bare_seconds: f64,
+    /// `scale_seconds / scale_bare_seconds`: the time ratio of the growth.
+    pub scale_ratio: f64,
+    /// `scale_ratio / ratio`: how the time ratio at scale × N compares with
+    /// the one at N (1: Strata's cost grows as the bare controllers' does).
+    pub scale_ratio_growth: f64,
+    /// The number of objects Ready (functions) or Available (bare
+    /// Deployments) over time, in the phases that wait for them, as the
+    /// benchmark's own watch saw it.
+    pub ready_over_time: Vec<ReadySeries>,
+    /// Records over time: functions rolled out again and again.
+    pub history: Option<History>,
+}
+
+/// How many objects were Ready at each change, in one phase.
+#[derive(Serialize, Clone)]
+pub struct ReadySeries {
+    /// bare, strata, scale-bare, scale.
+    pub phase: String,
+    /// What is counted: "Deployments Available", "NetworkFunctions Ready".
+    pub what: String,
+    /// (seconds from the phase's start, how many were Ready then), at each change.
+    pub points: Vec<(f64, usize)>,
+}
+
+/// The history phase: `functions` functions rolled out `rollouts` times
+/// each, a DeploymentRecord each time.
+#[derive(Serialize, Default)]
+pub struct History {
+    /// The whole phase's wall time: the replicas set, the lists timed,
+    /// etcd compacted and read, the rounds, the quiet after them.
+    pub phase_seconds: f64,
+    pub functions: usize,
+    pub rollouts: usize,
+    pub replicas: i32,
+    /// The operator's record retention (None: its default).
+    pub record_retention: Option<usize>,
+    /// DeploymentRecords in the namespace before and after the phase.
+    pub records_before: usize,
+    pub records_after: usize,
+    /// Each round: every function rolled out once more.
+    pub rounds: Vec<HistoryRound>,
+    /// The last round's time over the first's.
+    pub last_over_first: f64,
+    /// Operator RSS (current) before the first round and after the phase, MiB.
+    pub rss_mib_before: f64,
+    pub rss_mib_after: f64,
+    pub rss_peak_mib_after: f64,
+    /// `kubectl get dr -l strata.dev/stack-version=...` before and after.
+    pub list_before: Option<RecordList>,
+    pub list_after: Option<RecordList>,
+    /// etcd's database in use (`etcd_mvcc_db_total_size_in_use_in_bytes`,
+    /// each read after compacting to the current revision) before and after.
+    pub etcd_in_use_bytes_before: Option<f64>,
+    pub etcd_in_use_bytes_after: Option<f64>,
+    /// Its growth over the records created: what a rollout leaves in etcd
+    /// (its record, and the function's, Deployment's and ReplicaSets'
+    /// and Events' growth with it).
+    pub etcd_bytes_per_record: Option<f64>,
+    /// A record's own size as JSON (what the API server stores), on average.
+    pub record_json_bytes: f64,
+    /// LISTs and GETs of DeploymentRecords per rollout, by the API server's counts.
+    pub record_lists_per_rollout: f64,
+    pub record_gets_per_rollout: f64,
+}
+
+/// One round of the history phase.
+#[derive(Serialize, Default)]
+pub struct HistoryRound {
+    /// From the applies until every function was Ready on the new version.
+    pub seconds: f64,
+    /// Operator RSS (current) at its end, MiB.
+    pub rss_mib: f64,
+    /// LISTs and GETs of DeploymentRecords the API server served in it.
+    pub record_lists: f64,
+    pub record_gets: f64,
+}
+
+/// A timed `kubectl get dr -l ...`.
+#[derive(Serialize, Default)]
+pub struct RecordList {
+    pub selector: String,
+    /// Records it printed.
+    pub records: usize,
+    /// kubectl's wall time (its own start, discovery and printing in it),
+    /// the best of three.
+    pub kubectl_seconds: f64,
+    /// The same LIST through the benchmark's client, the best of three.
+    pub list_seconds: f64,
 }
 
 /// What the API server counted in one phase (its `apiserver_request_total`

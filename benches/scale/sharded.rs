@@ -139,7 +139,7 @@ async fn wait_ready(client: &Client, set: &str, count: usize, within: Duration) 
         let Some(event) = event else { break };
         let mut note = |nf: &NetworkFunction| {
             let key = format!("{}/{}", nf.namespace().unwrap_or_default(), nf.name_any());
-            if crate::phases::function_ready(nf) {
+            if crate::waits::function_ready(nf) {
                 ready.insert(key);
             } else {
                 ready.remove(&key);

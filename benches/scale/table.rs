@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use crate::report::{PhaseCounts, Report};
+use crate::report::{History, PhaseCounts, RecordList, Report};
 
 /// Prints the figures as a table.
 pub fn print(r: &Report) {
@@ -120,6 +120,23 @@ pub fn print(r: &Report) {
             r.rss_peak_mib_at_scale,
             r.rss_steady_mib_at_scale
         );
+        let _ = writeln!(
+            out,
+            "  {:<52} {:.1} s",
+            format!("bare objects grown to {}", r.scaled_functions),
+            r.scale_bare_seconds
+        );
+        let _ = writeln!(
+            out,
+            "  {:<52} {:.2} (at N {:.2}; growth {:.2})",
+            format!("ratio at {}: Strata / bare", r.scaled_functions),
+            r.scale_ratio,
+            r.ratio,
+            r.scale_ratio_growth
+        );
+    }
+    if let Some(history) = &r.history {
+        print_history(&mut out, history);
     }
     print_phases(&mut out, r);
     let _ = writeln!(
@@ -248,5 +265,83 @@ fn print_phases(out: &mut impl std::io::Write, r: &Report) {
             let _ = write!(out, " {:>8}", value(p));
         }
         let _ = writeln!(out);
+    }
+}
+
+/// The history phase: records over time.
+fn print_history(out: &mut impl std::io::Write, h: &History) {
+    let _ = writeln!(
+        out,
+        "\n  history: {} functions × {} rollouts ({} replicas), retention {}, {:.0} s in all",
+        h.functions,
+        h.rollouts,
+        h.replicas,
+        h.record_retention
+            .map_or("default".to_string(), |r| r.to_string()),
+        h.phase_seconds
+    );
+    let mb = |b: f64| b / 1024.0 / 1024.0;
+    let list = |l: &Option<RecordList>| {
+        l.as_ref().map_or("-".to_string(), |l| {
+            format!(
+                "{} records: kubectl {:.2} s, LIST {:.3} s",
+                l.records, l.kubectl_seconds, l.list_seconds
+            )
+        })
+    };
+    let etcd = match (h.etcd_in_use_bytes_before, h.etcd_in_use_bytes_after) {
+        (Some(before), Some(after)) => format!(
+            "{:.1} -> {:.1} MiB, {} per record",
+            mb(before),
+            mb(after),
+            h.etcd_bytes_per_record
+                .map_or("-".to_string(), |b| format!("{:.0} B", b))
+        ),
+        _ => "-".to_string(),
+    };
+    let rows: [(String, String); 8] = [
+        (
+            "DeploymentRecords before / after".into(),
+            format!("{} / {}", h.records_before, h.records_after),
+        ),
+        (
+            "round of rollouts: first / last".into(),
+            format!(
+                "{:.1} / {:.1} s (last/first {:.2})",
+                h.rounds.first().map_or(0.0, |r| r.seconds),
+                h.rounds.last().map_or(0.0, |r| r.seconds),
+                h.last_over_first
+            ),
+        ),
+        (
+            "operator RSS before / after (peak)".into(),
+            format!(
+                "{:.1} / {:.1} MiB ({:.1})",
+                h.rss_mib_before, h.rss_mib_after, h.rss_peak_mib_after
+            ),
+        ),
+        (
+            "record LISTs / GETs per rollout".into(),
+            format!(
+                "{:.2} / {:.2}",
+                h.record_lists_per_rollout, h.record_gets_per_rollout
+            ),
+        ),
+        (
+            format!(
+                "get dr -l {} before",
+                h.list_before.as_ref().map_or("", |l| l.selector.as_str())
+            ),
+            list(&h.list_before),
+        ),
+        ("  after".into(), list(&h.list_after)),
+        ("etcd in use, compacted".into(), etcd),
+        (
+            "a record as JSON".into(),
+            format!("{:.0} B", h.record_json_bytes),
+        ),
+    ];
+    for (what, value) in rows {
+        let _ = writeln!(out, "  {what:<52} {value}");
     }
 }
