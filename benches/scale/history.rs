@@ -26,7 +26,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use strata::api::{DeploymentRecord, LABEL_STACK_VERSION, NetworkFunction};
 use strata::render::label_value;
-use strata_testkit::{apiserver_counters, kubeconfig_path, kubectl, metric_sum};
+use strata_testkit::{kubeconfig_path, kubectl, metric_sum};
 
 use crate::Result;
 use crate::measure::MeasuredOperator;
@@ -116,7 +116,6 @@ pub async fn run(
     let window = PhaseWindow::open(client, Some(operator)).await;
     for round in 1..=r {
         let version = format!("1.0.{round}");
-        let before = apiserver_counters(client).await;
         let started = Instant::now();
         apply(client, ns, at(&version), options).await;
         watch
@@ -127,22 +126,15 @@ pub async fn run(
             )
             .await?;
         let seconds = started.elapsed().as_secs_f64();
-        let reads = apiserver_counters(client).await.since(&before).reads();
-        let read = |verb: &str| {
-            reads
-                .get(&(RECORDS.to_string(), verb.to_string()))
-                .copied()
-                .unwrap_or(0.0)
-        };
+        // (The API server's counters are read for the whole phase only:
+        // a read between rounds takes seconds in a debug build.)
         let figures = HistoryRound {
             seconds,
             rss_mib: operator.memory_mib().1,
-            record_lists: read("LIST"),
-            record_gets: read("GET"),
         };
         println!(
-            "    round {round}/{r}: {seconds:.1} s, operator RSS {:.1} MiB, {} LISTs and {} GETs of records",
-            figures.rss_mib, figures.record_lists, figures.record_gets
+            "    round {round}/{r}: {seconds:.1} s, operator RSS {:.1} MiB",
+            figures.rss_mib
         );
         history.rounds.push(figures);
     }

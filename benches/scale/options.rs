@@ -12,7 +12,7 @@ pub struct Options {
     /// Network functions (N).
     #[arg(long, default_value_t = 1000)]
     pub functions: usize,
-    /// Quick mode: N = 100, history 20 × 5.
+    /// Quick mode: N = 100, history 10 × 5.
     #[arg(long)]
     pub quick: bool,
     /// Stacks the functions are spread over.
@@ -33,7 +33,7 @@ pub struct Options {
     #[arg(long, default_value_t = 0)]
     pub scale_replicas: i32,
     /// The history phase: this many of the N functions are rolled out again
-    /// and again, each rollout a DeploymentRecord (0 skips it; `--quick`: 20,
+    /// and again, each rollout a DeploymentRecord (0 skips it; `--quick`: 10,
     /// which keeps the smoke run in `hack/test` short).
     #[arg(long, default_value_t = 1000)]
     pub history_functions: usize,
@@ -72,12 +72,12 @@ pub struct Options {
 
 impl Options {
     /// The options from the command line; `--quick` sets N to 100 and the
-    /// history phase to at most 20 functions × 5 rollouts.
+    /// history phase to at most 10 functions × 5 rollouts.
     pub fn parse_args() -> Self {
         let mut options = Self::parse();
         if options.quick {
             options.functions = 100;
-            options.history_functions = options.history_functions.min(20);
+            options.history_functions = options.history_functions.min(10);
             options.history_rollouts = options.history_rollouts.min(5);
         }
         options

@@ -131,9 +131,6 @@ pub struct HistoryRound {
     pub seconds: f64,
     /// Operator RSS (current) at its end, MiB.
     pub rss_mib: f64,
-    /// LISTs and GETs of DeploymentRecords the API server served in it.
-    pub record_lists: f64,
-    pub record_gets: f64,
 }
 
 /// A timed `kubectl get dr -l ...`.
