@@ -2,7 +2,7 @@
 //! deterministically so that a restarted operator finds, rather than
 //! duplicates, the record of a rollout it had started.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kube::{
     Resource, ResourceExt,
@@ -75,7 +75,18 @@ struct Ledger {
     /// How many records the function has, once counted: the retention
     /// check needs no list while the count is within the retention.
     records: Option<usize>,
+    /// The function's oldest records, oldest first, as the last list found
+    /// them (at most [`PRUNE_AHEAD`]): once the function is at its
+    /// retention, each rollout prunes the next of them without listing
+    /// every record again. Newer records are created after them, so they
+    /// stay the oldest.
+    oldest: VecDeque<String>,
 }
+
+/// How many of a function's oldest records a list remembers for pruning
+/// later without a list: at the retention, one list every this many
+/// rollouts rather than one each.
+const PRUNE_AHEAD: usize = 10;
 
 impl Ledgers {
     fn ends_at(&self, uid: &str, record: Option<&str>) -> bool {
@@ -99,10 +110,46 @@ impl Ledgers {
         self.0.lock().ok()?.get(uid)?.records
     }
 
-    /// The function with `uid` has `count` records (`None`: not known).
+    /// The function with `uid` has `count` records (`None`: not known, and
+    /// neither are its oldest).
     fn counted(&self, uid: &str, count: Option<usize>) {
         if let Ok(mut known) = self.0.lock() {
-            known.entry(uid.to_string()).or_default().records = count;
+            let ledger = known.entry(uid.to_string()).or_default();
+            ledger.records = count;
+            if count.is_none() {
+                ledger.oldest.clear();
+            }
+        }
+    }
+
+    /// Remembers the oldest records of the function with `uid`, oldest first.
+    fn oldest_are(&self, uid: &str, oldest: impl IntoIterator<Item = String>) {
+        if let Ok(mut known) = self.0.lock() {
+            known.entry(uid.to_string()).or_default().oldest =
+                oldest.into_iter().take(PRUNE_AHEAD).collect();
+        }
+    }
+
+    /// The record to prune next without a list: the oldest remembered,
+    /// while the function's count is known to exceed `retention` (never
+    /// `current`).
+    fn next_to_prune(&self, uid: &str, retention: usize, current: &str) -> Option<String> {
+        let known = self.0.lock().ok()?;
+        let ledger = known.get(uid)?;
+        let oldest = ledger.oldest.front()?;
+        (ledger.records? > retention && oldest != current).then(|| oldest.clone())
+    }
+
+    /// The record `name`, the oldest remembered, is gone.
+    fn pruned(&self, uid: &str, name: &str) {
+        if let Ok(mut known) = self.0.lock()
+            && let Some(ledger) = known.get_mut(uid)
+            && ledger.oldest.front().is_some_and(|o| o == name)
+        {
+            ledger.oldest.pop_front();
+            if let Some(count) = ledger.records.as_mut() {
+                *count = count.saturating_sub(1);
+            }
         }
     }
 
@@ -401,10 +448,17 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
 
 /// Deletes the oldest records of the function beyond the retention setting,
 /// never the record of the current rollout. Lists them only when this
-/// process does not know their count to be within the retention.
+/// process does not know their count to be within the retention, nor
+/// which are the oldest: at the retention, one list serves the next
+/// [`PRUNE_AHEAD`] rollouts.
 pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str) -> Result<()> {
     let uid = nf.uid().unwrap_or_default();
     let retention = ctx.settings.record_retention.max(1);
+    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    while let Some(old) = ctx.state.ledgers.next_to_prune(&uid, retention, current) {
+        delete(&api, &old).await?;
+        ctx.state.ledgers.pruned(&uid, &old);
+    }
     if ctx
         .state
         .ledgers
@@ -413,7 +467,6 @@ pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str)
     {
         return Ok(());
     }
-    let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
     let mut records = api
         .list(&ListParams::default().labels(&selector))
@@ -428,22 +481,29 @@ pub async fn prune(ctx: &Context, nf: &NetworkFunction, ns: &str, current: &str)
     sort_oldest_first(&mut records);
     let excess = records.len() - retention;
     let mut left = records.len();
-    for old in records
+    let mut oldest = records
         .iter()
-        .filter(|r| r.name_any() != current)
-        .take(excess)
-    {
-        match api.delete(&old.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {
-                tracing::info!(record = %old.name_any(), "pruned a DeploymentRecord beyond retention")
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        .map(ResourceExt::name_any)
+        .filter(|name| name != current);
+    for old in oldest.by_ref().take(excess) {
+        delete(&api, &old).await?;
         left -= 1;
         ctx.state.ledgers.counted(&uid, Some(left));
     }
+    ctx.state.ledgers.oldest_are(&uid, oldest);
     Ok(())
+}
+
+/// Deletes the record `name` (already gone is as good).
+async fn delete(api: &Api<DeploymentRecord>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            tracing::info!(record = %name, "pruned a DeploymentRecord beyond retention");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Sorts the records of one function oldest first: by start time and, among

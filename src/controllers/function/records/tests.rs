@@ -134,3 +134,32 @@ fn a_loop_of_records_still_sorts() {
     sort_oldest_first(&mut records);
     assert_eq!(records.len(), 2);
 }
+
+#[test]
+fn at_the_retention_the_oldest_remembered_are_pruned_without_a_list() {
+    let ledgers = Ledgers::default();
+    // A list found 6 records with a retention of 5: one deleted, the next
+    // oldest remembered.
+    ledgers.counted("u", Some(5));
+    ledgers.oldest_are("u", ["r2", "r3", "r4"].map(String::from));
+    assert_eq!(
+        ledgers.next_to_prune("u", 5, "r6"),
+        None,
+        "within retention"
+    );
+    ledgers.created("u");
+    assert_eq!(ledgers.next_to_prune("u", 5, "r6").as_deref(), Some("r2"));
+    ledgers.pruned("u", "r2");
+    assert_eq!(ledgers.records("u"), Some(5));
+    assert_eq!(ledgers.next_to_prune("u", 5, "r6"), None);
+    ledgers.created("u");
+    assert_eq!(
+        ledgers.next_to_prune("u", 5, "r3"),
+        None,
+        "never the current rollout's record"
+    );
+    // An unknown count (a record another process made): list again.
+    ledgers.counted("u", None);
+    ledgers.counted("u", Some(7));
+    assert_eq!(ledgers.next_to_prune("u", 5, "r7"), None);
+}
