@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -75,6 +76,10 @@ pub async fn run(
             .map(|i| {
                 let mut nf = function(i, options.stacks, replicas);
                 nf["spec"]["version"] = json!(version);
+                if options.history_config && version != FIRST_VERSION {
+                    nf["spec"]["config"]["nf.yaml"] =
+                        json!(format!("id: {i}\nlogLevel: info\nrelease: {version}\n"));
+                }
                 nf
             })
             .collect()
@@ -101,11 +106,14 @@ pub async fn run(
         rollouts: r,
         replicas,
         record_retention: options.record_retention,
+        config_changes: options.history_config,
         ..History::default()
     };
     let selector = format!("{LABEL_STACK_VERSION}={}", label_value(STACK_VERSION));
     history.list_before = timed_list(ns, &records, &selector).await;
     history.records_before = record_sizes(&records).await?.0;
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), ns);
+    history.config_maps_before = count(&config_maps).await?;
     let etcd = Etcd::of_plane();
     history.etcd_in_use_bytes_before = match &etcd {
         Some(etcd) => etcd.compacted_in_use().await,
@@ -157,6 +165,7 @@ pub async fn run(
     }
     (history.rss_peak_mib_after, history.rss_mib_after) = operator.memory_mib();
     history.list_after = timed_list(ns, &records, &selector).await;
+    history.config_maps_after = count(&config_maps).await?;
     let (count, bytes) = record_sizes(&records).await?;
     history.records_after = count;
     history.record_json_bytes = bytes / count.max(1) as f64;
@@ -289,6 +298,20 @@ async fn record_sizes(records: &Api<DeploymentRecord>) -> Result<(usize, f64)> {
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => return Ok((count, bytes)),
+        }
+    }
+}
+
+/// How many objects `api` lists, a page of metadata at a time.
+async fn count(api: &Api<PartialObjectMeta<ConfigMap>>) -> Result<usize> {
+    let mut count = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list_metadata(&params).await?;
+        count += page.items.len();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(count),
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// The benchmark's options (`hack/bench -- --help`).
 #[derive(Parser, Debug, Clone)]
@@ -44,6 +45,10 @@ pub struct Options {
     /// pods, are what the phase measures.
     #[arg(long, default_value_t = 0)]
     pub history_replicas: i32,
+    /// Each history rollout also changes the function's config (a new
+    /// content-named ConfigMap each time), not only its version.
+    #[arg(long)]
+    pub history_config: bool,
     /// DeploymentRecords the operator keeps per function
     /// (`STRATA_RECORD_RETENTION`; default: the operator's own).
     #[arg(long)]
@@ -72,13 +77,19 @@ pub struct Options {
 
 impl Options {
     /// The options from the command line; `--quick` sets N to 100 and the
-    /// history phase to at most 10 functions × 5 rollouts.
+    /// history phase, unless given, to 10 functions × 5 rollouts.
     pub fn parse_args() -> Self {
-        let mut options = Self::parse();
+        let matches = Self::command().get_matches();
+        let mut options = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
         if options.quick {
             options.functions = 100;
-            options.history_functions = options.history_functions.min(10);
-            options.history_rollouts = options.history_rollouts.min(5);
+            if defaulted("history_functions") {
+                options.history_functions = 10;
+            }
+            if defaulted("history_rollouts") {
+                options.history_rollouts = 5;
+            }
         }
         options
     }

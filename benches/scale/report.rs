@@ -95,9 +95,15 @@ pub struct History {
     pub replicas: i32,
     /// The operator's record retention (None: its default).
     pub record_retention: Option<usize>,
+    /// Whether each rollout changed the config too (`--history-config`).
+    pub config_changes: bool,
     /// DeploymentRecords in the namespace before and after the phase.
     pub records_before: usize,
     pub records_after: usize,
+    /// ConfigMaps in the namespace before and after: a config rollout
+    /// makes a new content-named one, and the old ones stay.
+    pub config_maps_before: usize,
+    pub config_maps_after: usize,
     /// Each round: every function rolled out once more.
     pub rounds: Vec<HistoryRound>,
     /// The last round's time over the first's.

@@ -299,10 +299,21 @@ fn print_history(out: &mut impl std::io::Write, h: &History) {
         ),
         _ => "-".to_string(),
     };
-    let rows: [(String, String); 8] = [
+    let rows: [(String, String); 9] = [
         (
             "DeploymentRecords before / after".into(),
             format!("{} / {}", h.records_before, h.records_after),
+        ),
+        (
+            format!(
+                "ConfigMaps before / after{}",
+                if h.config_changes {
+                    " (config changed too)"
+                } else {
+                    ""
+                }
+            ),
+            format!("{} / {}", h.config_maps_before, h.config_maps_after),
         ),
         (
             "round of rollouts: first / last".into(),
