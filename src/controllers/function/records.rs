@@ -349,20 +349,33 @@ pub async fn rolling_out_on(
         label_value(&stack.name),
         label_value(&stack.version)
     );
-    let records = api.list(&ListParams::default().labels(&selector)).await?;
-    Ok(records
-        .items
-        .into_iter()
-        .filter(|r| {
-            r.spec.stack.version == stack.version
-                && r.spec.stack.digest == stack.digest
-                && r.status
-                    .as_ref()
-                    .is_none_or(|s| s.outcome == Outcome::Progressing)
-        })
-        .map(|r| r.spec.network_function.name)
-        .collect())
+    // Every consumer's records on the version: read a page at a time, so
+    // that only the names of those still rolling out are held.
+    let mut rolling_out = BTreeSet::new();
+    let mut params = ListParams::default().labels(&selector).limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        rolling_out.extend(
+            page.items
+                .into_iter()
+                .filter(|r| {
+                    r.spec.stack.version == stack.version
+                        && r.spec.stack.digest == stack.digest
+                        && r.status
+                            .as_ref()
+                            .is_none_or(|s| s.outcome == Outcome::Progressing)
+                })
+                .map(|r| r.spec.network_function.name),
+        );
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(rolling_out),
+        }
+    }
 }
+
+/// Records read per request when listing a stack version's records.
+const PAGE: u32 = 500;
 
 /// Moves the record named `name` to `outcome` unless it is already final.
 pub async fn conclude(ctx: &Context, ns: &str, name: &str, outcome: Outcome) -> Result<()> {
