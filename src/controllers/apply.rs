@@ -10,9 +10,9 @@
 //!   fingerprint of the declared values as the API server returned them
 //!   (so server-side defaults are not mistaken for drift), its
 //!   resourceVersion then, and its owner's uid ([`Traces`]).
-//! - [`apply_child`] applies a child unless its live state (metadata from a
-//!   cache, or the whole object) shows the stamp and the trace; it says what
-//!   it did: [`ChildWrite`].
+//! - [`apply_child`] applies a child unless its live state (from a cache:
+//!   its metadata, or its metadata and the digest of its spec) shows the
+//!   stamp and the trace; it says what it did: [`ChildWrite`].
 //! - [`write_status`] applies an object's status subresource.
 
 use std::{collections::HashMap, sync::Mutex};
@@ -22,11 +22,12 @@ use kube::{
     api::{Api, ObjectMeta, Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use super::Context;
 use crate::{
     Error, Result,
-    render::digest::{canonical_digest, declared_fingerprint},
+    render::digest::{canonical_digest, declared_fingerprint, short_hash},
 };
 
 /// Annotation on each child: the digest of what Strata applied, so that an
@@ -64,22 +65,37 @@ pub(crate) enum ChildWrite {
 }
 
 /// The live state of a child as the caller has it.
-pub(crate) enum Live<'a, K> {
+pub(crate) enum Live<'a> {
     /// Its metadata from a cache (or nothing): when it carries the stamp and
     /// the resourceVersion of the trace, nothing is read; otherwise the
     /// object is read once and compared.
     Metadata(Option<&'a ObjectMeta>),
-    /// The whole object from a cache (or nothing), compared as it is.
-    Object(Option<&'a K>),
+    /// Its metadata and the digest of its spec from a cache that keeps no
+    /// more of it (or nothing): for a kind whose status changes its
+    /// resourceVersion all the time. When it carries the stamp, and the
+    /// values Strata declares in its metadata and the digest of its spec
+    /// are those of the trace, nothing is read; otherwise the object is
+    /// read once and compared.
+    Digested(Option<(&'a ObjectMeta, &'a str)>),
 }
 
 /// What this process remembers of one child it applied.
 #[derive(Clone, Debug)]
 struct Trace {
     fingerprint: String,
+    /// The values Strata declares in the child's metadata and the digest of
+    /// its whole spec, hashed together ([`digested`]).
+    digested: String,
     resource_version: Option<String>,
     /// The uid of the child's controller (its owner), to forget it with them.
     owner: Option<String>,
+}
+
+/// What [`Live::Digested`] is compared with: the values `desired` declares
+/// in the metadata of `live`, and `spec_digest`, the digest of its spec.
+fn digested(desired: &Value, live_metadata: &Value, spec_digest: &str) -> String {
+    let metadata = declared_fingerprint(&desired["metadata"], live_metadata);
+    short_hash(&[&metadata, spec_digest], 64)
 }
 
 /// The traces of the children a controller applied, by kind, namespace and name.
@@ -95,7 +111,19 @@ impl Traces {
         self.0.lock().ok()?.get(&Self::key::<K>(ns, name)).cloned()
     }
 
-    fn record<K: Resource<DynamicType = ()>>(&self, ns: &str, fingerprint: String, live: &K) {
+    fn record<K: Resource<DynamicType = ()>>(
+        &self,
+        ns: &str,
+        desired: &Value,
+        live: &K,
+        live_value: &Value,
+    ) {
+        let fingerprint = declared_fingerprint(desired, live_value);
+        let digested = digested(
+            desired,
+            &live_value["metadata"],
+            &spec_digest(&live_value["spec"]),
+        );
         let meta = live.meta();
         let owner = meta
             .owner_references
@@ -105,6 +133,7 @@ impl Traces {
             .map(|o| o.uid.clone());
         let trace = Trace {
             fingerprint,
+            digested,
             resource_version: meta.resource_version.clone(),
             owner,
         };
@@ -128,51 +157,67 @@ pub(crate) async fn apply_child<K: Child, S>(
     ns: &str,
     manager: &str,
     child: K,
-    live: Live<'_, K>,
+    live: Live<'_>,
 ) -> Result<ChildWrite> {
     let (child, digest) = stamp(child);
     let name = child.name_any();
     let trace = ctx.traces.recall::<K>(ns, &name);
-    let read;
-    let live = match live {
-        Live::Object(live) => live,
-        Live::Metadata(meta) => {
-            if let (Some(meta), Some(trace)) = (meta, &trace)
-                && stamp_of(meta) == Some(&digest)
+    let desired = serde_json::to_value(&child).unwrap_or_default();
+    let unchanged = match (&live, &trace) {
+        (Live::Metadata(Some(meta)), Some(trace)) => {
+            stamp_of(meta) == Some(&digest)
                 && meta.resource_version.is_some()
                 && meta.resource_version == trace.resource_version
-            {
-                return Ok(ChildWrite::Unchanged);
+        }
+        (Live::Digested(Some((meta, spec_digest))), Some(trace)) => {
+            stamp_of(meta) == Some(&digest) && {
+                let metadata = serde_json::to_value(meta).unwrap_or_default();
+                digested(&desired, &metadata, spec_digest) == trace.digested
             }
-            read = Api::<K>::namespaced(ctx.client.clone(), ns)
+        }
+        _ => false,
+    };
+    if unchanged {
+        return Ok(ChildWrite::Unchanged);
+    }
+    // A child a digesting cache does not hold, or holds without the stamp,
+    // is not there yet or declares other content: applied without a read
+    // (the apply is the same either way).
+    let live = match live {
+        Live::Digested(None) => None,
+        Live::Digested(Some((meta, _))) if stamp_of(meta) != Some(&digest) => None,
+        _ => {
+            Api::<K>::namespaced(ctx.client.clone(), ns)
                 .get_opt(&name)
-                .await?;
-            read.as_ref()
+                .await?
         }
     };
-    let desired = serde_json::to_value(&child).unwrap_or_default();
     let mut outcome = ChildWrite::Applied;
-    if let Some(live) = live
+    if let Some(live) = &live
         && stamp_of(live.meta()).is_some_and(|s| *s == digest)
     {
-        let now = declared_fingerprint(&desired, &serde_json::to_value(live).unwrap_or_default());
+        let live_value = serde_json::to_value(live).unwrap_or_default();
+        let now = declared_fingerprint(&desired, &live_value);
         let expected = trace
             .map(|t| t.fingerprint)
             .unwrap_or_else(|| declared_fingerprint(&desired, &desired));
         if now == expected {
-            ctx.traces.record(ns, now, live);
+            ctx.traces.record(ns, &desired, live, &live_value);
             return Ok(ChildWrite::Unchanged);
         }
         outcome = ChildWrite::Restored;
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let applied = server_side_apply(&api, manager, &child).await?;
-    let fingerprint = declared_fingerprint(
-        &desired,
-        &serde_json::to_value(&applied).unwrap_or_default(),
-    );
-    ctx.traces.record(ns, fingerprint, &applied);
+    let applied_value = serde_json::to_value(&applied).unwrap_or_default();
+    ctx.traces.record(ns, &desired, &applied, &applied_value);
     Ok(outcome)
+}
+
+/// The digest of an object's spec (as JSON): the same for the same
+/// content however the object was read, whole or into a projection.
+pub(crate) fn spec_digest(spec: &Value) -> String {
+    canonical_digest(spec)
 }
 
 /// `child` with its [`DIGEST_ANNOTATION`], and that digest.
@@ -182,6 +227,25 @@ fn stamp<K: Resource + Serialize>(mut child: K) -> (K, String) {
         .annotations_mut()
         .insert(DIGEST_ANNOTATION.into(), digest.clone());
     (child, digest)
+}
+
+/// What [`Live::Metadata`] reads of a child's metadata, for a cache to keep:
+/// its name, namespace and resourceVersion, its stamp, and its owners (whom
+/// a change of it wakes). Labels, other annotations and the rest are
+/// dropped.
+pub(crate) fn metadata_read(meta: ObjectMeta) -> ObjectMeta {
+    let stamp = meta
+        .annotations
+        .and_then(|mut a| a.remove_entry(DIGEST_ANNOTATION))
+        .map(|entry| [entry].into());
+    ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        owner_references: meta.owner_references,
+        annotations: stamp,
+        ..ObjectMeta::default()
+    }
 }
 
 fn stamp_of(meta: &ObjectMeta) -> Option<&String> {
@@ -226,4 +290,64 @@ where
     .await
     .map(|_| ())
     .map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(value: Value) -> ObjectMeta {
+        serde_json::from_value(value).expect("valid metadata")
+    }
+
+    #[test]
+    fn a_metadata_cache_keeps_what_is_read() {
+        let live = meta(json!({
+            "name": "upf",
+            "namespace": "core",
+            "uid": "u-1",
+            "resourceVersion": "7",
+            "labels": {"app.kubernetes.io/name": "upf"},
+            "annotations": {DIGEST_ANNOTATION: "sha256:a", "other": "x"},
+            "ownerReferences": [{"apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "name": "upf", "uid": "o-1", "controller": true}],
+        }));
+        let kept = metadata_read(live.clone());
+        assert_eq!(
+            kept,
+            meta(json!({
+                "name": "upf",
+                "namespace": "core",
+                "resourceVersion": "7",
+                "annotations": {DIGEST_ANNOTATION: "sha256:a"},
+                "ownerReferences": live.owner_references,
+            }))
+        );
+        assert_eq!(
+            metadata_read(meta(json!({"name": "upf"}))).annotations,
+            None,
+            "no stamp, no annotations"
+        );
+    }
+
+    #[test]
+    fn a_digested_child_changes_with_its_spec_and_the_metadata_strata_declares() {
+        let desired =
+            json!({"metadata": {"name": "upf", "labels": {"a": "1"}}, "spec": {"replicas": 2}});
+        let live = json!({"name": "upf", "labels": {"a": "1"}, "annotations": {"revision": "1"}});
+        let spec = spec_digest(&json!({"replicas": 2, "paused": false}));
+        let before = digested(&desired, &live, &spec);
+        let mut annotated = live.clone();
+        annotated["annotations"]["revision"] = json!("2");
+        assert_eq!(
+            digested(&desired, &annotated, &spec),
+            before,
+            "metadata Strata does not declare"
+        );
+        let mut relabelled = live.clone();
+        relabelled["labels"]["a"] = json!("2");
+        assert_ne!(digested(&desired, &relabelled, &spec), before);
+        let scaled = spec_digest(&json!({"replicas": 3, "paused": false}));
+        assert_ne!(digested(&desired, &live, &scaled), before);
+    }
 }

@@ -25,10 +25,7 @@ pub mod waves;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, ObjectReference, Service},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
 use kube::{
     Client, Resource,
     api::PartialObjectMeta,
@@ -55,8 +52,9 @@ pub struct Stores {
     pub functions: Store<NetworkFunction>,
     /// Every ServiceChain the operator watches.
     pub chains: Store<ServiceChain>,
-    /// The Deployments of NetworkFunctions.
-    pub deployments: Store<Deployment>,
+    /// What the NetworkFunction controller reads of the Deployments of
+    /// NetworkFunctions (not their pod templates).
+    pub deployments: Store<function::DeploymentState>,
     /// The metadata of the Services of NetworkFunctions.
     pub services: Store<PartialObjectMeta<Service>>,
     /// The metadata of the ConfigMaps of NetworkFunctions.

@@ -27,11 +27,16 @@ use super::{Gate, Process};
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     controllers::{
-        Context, Shared, Stores, chain, conditions, function, relations::Relations, stack, waves,
+        Context, Shared, Stores, apply, chain, conditions,
+        function::{self, DeploymentState},
+        relations::Relations,
+        stack, waves,
     },
     render::chain::LABEL_SERVICE_CHAIN,
     runtime::{
+        census,
         health::{Health, Readiness},
+        metrics::Metrics,
         settings::Settings,
         watches::{self, Keep, Seen, SharedWatch},
     },
@@ -66,7 +71,7 @@ struct Feeds {
 
 /// The changes of the children of NetworkFunctions, which keep their caches.
 struct ChildEvents {
-    deployment_events: BoxStream<'static, Result<watcher::Event<Deployment>, watcher::Error>>,
+    deployment_events: BoxStream<'static, Result<watcher::Event<DeploymentState>, watcher::Error>>,
     service_events:
         BoxStream<'static, Result<watcher::Event<PartialObjectMeta<Service>>, watcher::Error>>,
     config_map_events:
@@ -76,23 +81,27 @@ struct ChildEvents {
 impl Feeds {
     fn new(client: &Client, settings: &Settings, keep: &Keep) -> (Self, ChildEvents) {
         let children = || watches::config().labels(MANAGED_BY_STRATA);
-        // Deployments whole (their rollout state); Services and ConfigMaps as
-        // metadata: whether Strata's last apply is in place, without a read
-        // per reconcile.
-        let (deployments, deployment_events) = watches::cached(
+        // Deployments as their rollout state and the digest of their spec,
+        // without their pod templates; Services and ConfigMaps as metadata:
+        // whether Strata's last apply is in place, without a read per
+        // reconcile.
+        let (deployments, deployment_events) = watches::projected(
             api::<Deployment>(client, settings),
             children(),
             keep.clone(),
+            DeploymentState::from,
         );
-        let (services, service_events) = watches::cached(
+        let (services, service_events) = watches::projected(
             api::<PartialObjectMeta<Service>>(client, settings),
             children(),
             keep.clone(),
+            metadata_read,
         );
-        let (config_maps, config_map_events) = watches::cached(
+        let (config_maps, config_map_events) = watches::projected(
             api::<PartialObjectMeta<ConfigMap>>(client, settings),
             children(),
             keep.clone(),
+            metadata_read,
         );
         let stacks = SharedWatch::new(api::<Stack>(client, settings), keep.clone());
         let functions = SharedWatch::new(api::<NetworkFunction>(client, settings), keep.clone());
@@ -120,6 +129,12 @@ impl Feeds {
     }
 }
 
+/// What the NetworkFunction controller reads of a child it caches as metadata.
+fn metadata_read<K>(mut child: PartialObjectMeta<K>) -> PartialObjectMeta<K> {
+    child.metadata = apply::metadata_read(child.metadata);
+    child
+}
+
 /// Builds and runs every controller until shutdown.
 pub(super) async fn run_controllers(process: Process, gate: Gate) {
     let settings = gate.settings.clone();
@@ -132,6 +147,11 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
     };
     let (mut feeds, children) = Feeds::new(&client, &settings, &keep);
     let relations = Arc::new(Relations::default());
+    let census = take_census(
+        feeds.stores.clone(),
+        process.metrics.clone(),
+        shutdown.clone(),
+    );
     let shared = Shared {
         client: client.clone(),
         config: process.config,
@@ -206,7 +226,31 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
             chain_watch.run(shutdown.clone()),
         )
     };
-    futures::join!(open_gate, watches, stacks, functions, chains);
+    futures::join!(open_gate, watches, stacks, functions, chains, census);
+}
+
+/// Keeps the census of the caches (objects and estimated bytes by kind)
+/// current until `until` completes.
+async fn take_census(stores: Stores, metrics: Metrics, until: impl Future<Output = ()>) {
+    let mut until = std::pin::pin!(until);
+    let mut period = tokio::time::interval(census::PERIOD);
+    loop {
+        tokio::select! {
+            () = &mut until => return,
+            _ = period.tick() => {}
+        }
+        let counts = [
+            ("Stack", census::count(&stores.stacks)),
+            ("NetworkFunction", census::count(&stores.functions)),
+            ("ServiceChain", census::count(&stores.chains)),
+            ("Deployment", census::count(&stores.deployments)),
+            ("Service", census::count(&stores.services)),
+            ("ConfigMap", census::count(&stores.config_maps)),
+        ];
+        for (kind, count) in counts {
+            census::publish(&metrics, kind, count);
+        }
+    }
 }
 
 /// Before any trigger hears of a change: the relations index follows it,

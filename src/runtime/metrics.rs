@@ -37,6 +37,10 @@ pub struct Metrics {
     /// 1 while this replica reconciles (it holds the lease, or runs without
     /// leader election), 0 while it starts or stands by.
     pub leading: IntGauge,
+    /// Objects in each cache, by kind.
+    pub cached_objects: IntGaugeVec,
+    /// Estimated heap bytes of each cache's objects, by kind.
+    pub cached_bytes: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -147,6 +151,18 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            cached_objects: gauge(
+                r,
+                "strata_cached_objects",
+                "Objects in each of the operator's caches, by kind",
+                &["kind"],
+            ),
+            cached_bytes: gauge(
+                r,
+                "strata_cached_bytes",
+                "Estimated heap bytes of the objects in each of the operator's caches (count times the size of a sample), by kind",
+                &["kind"],
+            ),
             registry: with_process_metrics(registry),
         };
         // The unlabelled histograms exist from the start, at zero: a rate
@@ -190,6 +206,8 @@ impl Metrics {
         self.promotion_waiting.reset();
         self.networkfunction_info.reset();
         self.stack_consumers.reset();
+        self.cached_objects.reset();
+        self.cached_bytes.reset();
     }
 
     /// Counts one reconcile of `kind` and observes its duration.

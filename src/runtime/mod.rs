@@ -3,6 +3,7 @@
 //! and clients for other clusters from kubeconfig Secrets.
 
 pub mod backoff;
+pub mod census;
 pub mod fence;
 pub mod health;
 pub mod kubeconfig;

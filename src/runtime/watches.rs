@@ -11,8 +11,10 @@
 //! triggers are fed after its cache has taken each change in, so that a
 //! reconcile always reads back the change that woke it.
 //!
-//! Managed fields are dropped from every cached object: nothing reads them,
-//! and they are much of each object's size.
+//! Managed fields and `kubectl apply`'s last-applied configuration are
+//! dropped from every cached object: nothing reads them, and they are much
+//! of each object's size. A cache can also keep a projection of each object
+//! ([`projected`]): the few fields its readers need, not the whole object.
 
 use std::{fmt::Debug, future::Future, sync::Arc, time::Duration};
 
@@ -22,7 +24,7 @@ use futures::{
     stream::{self, BoxStream},
 };
 use kube::{
-    Resource, ResourceExt,
+    Resource,
     api::Api,
     runtime::{
         Controller, WatchStreamExt,
@@ -33,6 +35,10 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
+
+/// The annotation `kubectl apply` (client side) keeps the whole applied
+/// object in: as large as the object, and read by nothing here.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Changes a trigger of a [`SharedWatch`] may hold before the watch waits
 /// for its controller to take them.
@@ -221,15 +227,52 @@ pub fn cached<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
-    let events = reflector::reflector(
-        writer,
-        watcher(api, config)
-            .try_filter(move |event| std::future::ready(kept(&keep, event)))
-            .modify(|o| o.managed_fields_mut().clear()),
-    )
-    .default_backoff();
+    projected(api, config, keep, |object| object)
+}
+
+/// A cache of what `project` keeps of each `K` in `api` that `keep` keeps,
+/// and the watch events that keep it, backing off on their own. Each object
+/// is projected as it arrives, so the whole object is held only while it is
+/// decoded.
+pub fn projected<K, P>(
+    api: Api<K>,
+    config: watcher::Config,
+    keep: Keep,
+    project: fn(K) -> P,
+) -> (
+    Store<P>,
+    impl Stream<Item = Result<watcher::Event<P>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    P: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<P>();
+    let events = watcher(api, config)
+        .try_filter(move |event| std::future::ready(kept(&keep, event)))
+        .map_ok(move |event| {
+            let keep = |mut object: K| {
+                slim(object.meta_mut());
+                project(object)
+            };
+            match event {
+                watcher::Event::Apply(o) => watcher::Event::Apply(keep(o)),
+                watcher::Event::Delete(o) => watcher::Event::Delete(keep(o)),
+                watcher::Event::InitApply(o) => watcher::Event::InitApply(keep(o)),
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitDone => watcher::Event::InitDone,
+            }
+        });
+    let events = reflector::reflector(writer, events).default_backoff();
     (store, events)
+}
+
+/// Drops what no reader of a cache needs from an object's metadata.
+fn slim(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// The objects of `K` in `api` that `keep` keeps as they change, for a

@@ -6,6 +6,7 @@
 //! written at most every 30 seconds ([`progress`]).
 
 mod adoption;
+pub mod deployment;
 mod gates;
 mod metrics;
 mod progress;
@@ -34,7 +35,7 @@ use crate::{
     render::function::{Children, NextHop, ResolvedStack, desired, image_pinned},
 };
 pub use adoption::rollout_budget;
-pub use rollout::{Rollout, rollout_state};
+pub use deployment::{DeploymentState, Rollout, rollout_state};
 
 /// Field manager of everything the NetworkFunction controller writes.
 pub const MANAGER: &str = "strata.dev/network-function";

@@ -14,7 +14,11 @@ use kube::{
     },
 };
 
-use super::{Context, MANAGER, records};
+use super::{
+    Context, MANAGER,
+    deployment::{DeploymentState, Rollout, rollout_state},
+    records,
+};
 use crate::{
     Result,
     api::{
@@ -136,7 +140,7 @@ pub(super) async fn apply_children(
         ns,
         MANAGER,
         children.deployment.clone(),
-        Live::Object(live.as_deref()),
+        Live::Digested(live.as_ref().map(|d| (&d.metadata, d.spec_digest.as_str()))),
     )
     .await?;
     report_drift(nf, ctx, &children.deployment, applied).await;
@@ -290,9 +294,9 @@ async fn deployment_rollout(
     nf: &NetworkFunction,
     ns: &str,
     concluding: bool,
-) -> Result<(Option<Arc<Deployment>>, Rollout)> {
+) -> Result<(Option<Arc<DeploymentState>>, Rollout)> {
     let name = nf.name_any();
-    let state = |d: &Option<Arc<Deployment>>| {
+    let state = |d: &Option<Arc<DeploymentState>>| {
         d.as_deref()
             .map(rollout_state)
             .unwrap_or(Rollout::Progressing("waiting for the Deployment".into()))
@@ -308,7 +312,7 @@ async fn deployment_rollout(
     let live = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
         .get_opt(&name)
         .await?
-        .map(Arc::new);
+        .map(|d| Arc::new(DeploymentState::from(d)));
     let rollout = state(&live);
     Ok((live, rollout))
 }
@@ -324,92 +328,4 @@ async fn conclude(
     outcome: Outcome,
 ) -> Result<()> {
     records::conclude(ctx, ns, &deployed.record, outcome).await
-}
-
-/// The state of a Deployment's rollout of its current template.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Rollout {
-    /// Every desired pod runs the current template and is available.
-    Complete,
-    /// Pods are still being replaced or becoming available.
-    Progressing(String),
-    /// The rollout exceeded its progress deadline.
-    Failed(String),
-}
-
-/// Reads a Deployment's rollout the way `kubectl rollout status` does.
-pub fn rollout_state(d: &Deployment) -> Rollout {
-    let desired = d.spec.replicas.unwrap_or(1);
-    let Some(s) = &d.status else {
-        return Rollout::Progressing("the Deployment has no status yet".into());
-    };
-    if s.observed_generation.unwrap_or(0) < d.metadata.generation.unwrap_or(0) {
-        return Rollout::Progressing(
-            "the Deployment controller has not seen the new template yet".into(),
-        );
-    }
-    let deadline = s.conditions.iter().flatten().any(|c| {
-        c.type_.as_deref() == Some("Progressing")
-            && c.status.as_deref() == Some("False")
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
-    if deadline {
-        return Rollout::Failed("the rollout exceeded its progress deadline".into());
-    }
-    let updated = s.updated_replicas.unwrap_or(0);
-    let available = s.available_replicas.unwrap_or(0);
-    let total = s.replicas.unwrap_or(0);
-    if updated < desired {
-        return Rollout::Progressing(format!("{updated} of {desired} pods updated"));
-    }
-    if total > updated {
-        return Rollout::Progressing(format!("{} old pods are terminating", total - updated));
-    }
-    if available < desired {
-        return Rollout::Progressing(format!("{available} of {desired} pods available"));
-    }
-    Rollout::Complete
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn deployment(yaml: &str) -> Deployment {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn rollout_states() {
-        let base = "metadata: {name: upf, generation: 2}\nspec: {replicas: 3, selector: {}, template: {}}\n";
-        let d = deployment(&format!(
-            "{base}status: {{observedGeneration: 1, replicas: 3, updatedReplicas: 3, availableReplicas: 3}}"
-        ));
-        assert!(
-            matches!(rollout_state(&d), Rollout::Progressing(_)),
-            "generation not observed yet"
-        );
-        let d = deployment(&format!(
-            "{base}status: {{observedGeneration: 2, replicas: 4, updatedReplicas: 3, availableReplicas: 3}}"
-        ));
-        assert_eq!(
-            rollout_state(&d),
-            Rollout::Progressing("1 old pods are terminating".into())
-        );
-        let d = deployment(&format!(
-            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 3, availableReplicas: 2}}"
-        ));
-        assert_eq!(
-            rollout_state(&d),
-            Rollout::Progressing("2 of 3 pods available".into())
-        );
-        let d = deployment(&format!(
-            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 3, availableReplicas: 3}}"
-        ));
-        assert_eq!(rollout_state(&d), Rollout::Complete);
-        let d = deployment(&format!(
-            "{base}status: {{observedGeneration: 2, replicas: 3, updatedReplicas: 1, conditions: [{{type: Progressing, status: \"False\", reason: ProgressDeadlineExceeded}}]}}"
-        ));
-        assert!(matches!(rollout_state(&d), Rollout::Failed(_)));
-    }
 }
