@@ -1,13 +1,14 @@
 //! What is read off the operator's process: readiness, reconciles, its own
 //! count of its writes, CPU, memory, shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use strata_testkit::{Operator, http_get, metric_sum, operator_binary, wait_for_every};
 
 use crate::Result;
+use crate::report::CacheCount;
 
 /// The operator as it runs in production (leader election on, the default
 /// resync), started by the test kit, with the figures read off its process.
@@ -130,6 +131,30 @@ impl MeasuredOperator {
             })
             .filter(|(_, sent)| *sent > 0.0)
             .collect()
+    }
+
+    /// The operator's caches by kind, most bytes first: objects and
+    /// estimated heap bytes (`strata_cached_objects`, `strata_cached_bytes`).
+    pub async fn caches(&self) -> Vec<CacheCount> {
+        let (code, body) = self.process.get("/metrics").await;
+        if code != 200 {
+            return Vec::new();
+        }
+        let kinds: BTreeSet<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("strata_cached_objects{kind=\""))
+            .filter_map(|l| l.split_once('"').map(|(kind, _)| kind))
+            .collect();
+        let mut caches: Vec<CacheCount> = kinds
+            .into_iter()
+            .map(|kind| CacheCount {
+                kind: kind.to_string(),
+                objects: metric_sum(&body, "strata_cached_objects", &[("kind", kind)]),
+                bytes: metric_sum(&body, "strata_cached_bytes", &[("kind", kind)]),
+            })
+            .collect();
+        caches.sort_by(|a, b| b.bytes.total_cmp(&a.bytes));
+        caches
     }
 
     /// CPU time (user and system) the process has used, in seconds.

@@ -139,6 +139,7 @@ pub async fn run(
     let (peak, steady) = operator.memory_mib();
     report.rss_peak_mib_at_n = peak;
     report.rss_steady_mib_at_n = steady;
+    report.caches_at_n = operator.caches().await;
     report.phases.push(idle_counts);
 
     // A stack version bump, adopted by the consumers of one stack.
@@ -265,6 +266,7 @@ pub async fn run(
         let (peak, steady) = operator.memory_mib();
         report.rss_peak_mib_at_scale = peak;
         report.rss_steady_mib_at_scale = steady;
+        report.caches_at_scale = operator.caches().await;
     }
 
     // Records over time: functions rolled out again and again; those the

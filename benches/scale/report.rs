@@ -70,6 +70,19 @@ pub struct Report {
     pub ready_over_time: Vec<ReadySeries>,
     /// Records over time: functions rolled out again and again.
     pub history: Option<History>,
+    /// The operator's caches when its RSS at N was read, and at scale:
+    /// objects and estimated heap bytes by kind (`strata_cached_objects`,
+    /// `strata_cached_bytes`; none from a build without them).
+    pub caches_at_n: Vec<CacheCount>,
+    pub caches_at_scale: Vec<CacheCount>,
+}
+
+/// One of the operator's caches.
+#[derive(Serialize)]
+pub struct CacheCount {
+    pub kind: String,
+    pub objects: f64,
+    pub bytes: f64,
 }
 
 /// How many objects were Ready at each change, in one phase.

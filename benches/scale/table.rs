@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use crate::report::{History, PhaseCounts, RecordList, Report};
+use crate::report::{CacheCount, History, PhaseCounts, RecordList, Report};
 
 /// Prints the figures as a table.
 pub fn print(r: &Report) {
@@ -134,10 +134,22 @@ pub fn print(r: &Report) {
             r.ratio,
             r.scale_ratio_growth
         );
+        let kib_per_function = r.rss_steady_mib_at_scale * 1024.0 / r.scaled_functions as f64;
+        let _ = writeln!(
+            out,
+            "  {:<52} {kib_per_function:.1} KiB",
+            "  operator RSS per function at scale"
+        );
     }
     if let Some(history) = &r.history {
         print_history(&mut out, history);
     }
+    print_caches(&mut out, &format!("at N = {}", r.functions), &r.caches_at_n);
+    print_caches(
+        &mut out,
+        &format!("at {}", r.scaled_functions),
+        &r.caches_at_scale,
+    );
     print_phases(&mut out, r);
     let _ = writeln!(
         out,
@@ -204,6 +216,37 @@ fn per_function(v: Option<f64>) -> String {
 
 /// A row's cell of one phase.
 type Cell = fn(&PhaseCounts) -> String;
+
+/// Prints the operator's caches `when`: objects, estimated heap bytes and
+/// bytes per object, by kind.
+fn print_caches(out: &mut impl std::io::Write, when: &str, caches: &[CacheCount]) {
+    if caches.is_empty() {
+        return;
+    }
+    let total: f64 = caches.iter().map(|c| c.bytes).sum();
+    let _ = writeln!(
+        out,
+        "  operator caches {when}: {:.1} MiB estimated heap",
+        total / MIB
+    );
+    for c in caches {
+        let each = if c.objects > 0.0 {
+            c.bytes / c.objects
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "    {:<20} {:>7} objects {:>8.1} MiB {:>7.0} B each",
+            c.kind,
+            c.objects,
+            c.bytes / MIB,
+            each
+        );
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// What the API server counted in each phase, a column each.
 fn print_phases(out: &mut impl std::io::Write, r: &Report) {
