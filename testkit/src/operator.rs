@@ -50,7 +50,8 @@ impl Operator {
     /// overridden by `env` (the benchmark runs the operator as configured in
     /// production, and may run another build of it).
     pub fn spawn(binary: &Path, namespace: &str, env: &[(&str, &str)]) -> Self {
-        let file = match env.iter().find(|(k, _)| *k == "STRATA_IDENTITY") {
+        // The last of a variable given twice is the one the process sees.
+        let file = match env.iter().rev().find(|(k, _)| *k == "STRATA_IDENTITY") {
             Some((_, identity)) => format!("strata-{namespace}-{identity}.log"),
             None => format!("strata-{namespace}.log"),
         };
@@ -59,7 +60,7 @@ impl Operator {
             File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let err = out.try_clone().expect("a second handle to the log file");
         // A KUBECONFIG of the caller's (another plane) needs no shared plane.
-        let kubeconfig = match env.iter().find(|(k, _)| *k == "KUBECONFIG") {
+        let kubeconfig = match env.iter().rev().find(|(k, _)| *k == "KUBECONFIG") {
             Some((_, path)) => PathBuf::from(path),
             None => kubeconfig_path(),
         };
