@@ -38,7 +38,7 @@ pub use objects::{
     EDGE_STACK, FIELD_MANAGER, apply, apply_edge_function, apply_edge_stack, apply_object,
     install_crds, install_crds_from,
 };
-pub use operator::{Operator, http_get, metric_sum};
+pub use operator::{Operator, http_get, http_response, metric_sum};
 pub use plane::DedicatedPlane;
 pub use wait::{Observation, wait_for, wait_for_condition, wait_for_every, wait_for_object};
 

@@ -282,7 +282,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         Ok(response) => response,
         Err(e) => return (0, e.to_string()),
     };
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    http_response(&response)
+}
+
+/// An HTTP response's status code and body (code 0 when unreadable).
+pub fn http_response(response: &str) -> (u16, String) {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
     let code = head
         .split_whitespace()
         .nth(1)
