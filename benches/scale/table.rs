@@ -24,7 +24,15 @@ pub fn print(r: &Report) {
             "Strata functions Ready (a)".into(),
             format!("{:.1} s", r.strata_seconds),
         ),
-        ("ratio a/b".into(), format!("{:.2}", r.ratio)),
+        (
+            "ratio a/b; the floor the writes imply (their ratio)".into(),
+            format!(
+                "{:.2}; {:.2} ({:+.2} above it)",
+                r.ratio,
+                r.write_ratio,
+                r.ratio - r.write_ratio
+            ),
+        ),
         (
             "writes per function, every writer: bare / Strata".into(),
             format!(

@@ -40,7 +40,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         Stack::crd(),
         function::crd(),
-        DeploymentRecord::crd(),
+        record::crd(),
         ServiceChain::crd(),
     ]
 }

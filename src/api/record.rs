@@ -1,7 +1,8 @@
 //! `DeploymentRecord`: the immutable ledger entry of one rollout.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -103,11 +104,19 @@ pub enum Outcome {
     Superseded,
 }
 
-/// The observed state of a DeploymentRecord.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// The outcome of a DeploymentRecord's rollout. It is created with the
+/// record (`Progressing`), so a record never reads as Current to kstatus
+/// while its rollout runs, and written once more when the rollout concludes.
+/// A concluded outcome is final, except that a Succeeded rollout becomes
+/// Superseded when a later one replaces it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = kube::core::Rule::new("oldSelf.outcome == 'Progressing' || self.outcome == oldSelf.outcome || (oldSelf.outcome == 'Succeeded' && self.outcome == 'Superseded')").message(kube::core::cel::Message::Message("status.outcome is final once concluded: only Succeeded may become Superseded".into())))]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentRecordStatus {
-    /// The generation of the spec this status describes.
+    /// Unused: a record's spec never changes, and its status is written
+    /// with the record rather than through a status subresource, so each
+    /// status write moves `metadata.generation`. Records written before
+    /// that carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready (the rollout succeeded) and Stalled (it failed), following kstatus.
@@ -127,4 +136,18 @@ pub struct DeploymentRecordStatus {
     /// ran as its function's current rollout from `succeededAt` until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_at: Option<String>,
+}
+
+/// The CustomResourceDefinition of DeploymentRecord, without a status
+/// subresource: the operator creates a record with its `Progressing` status
+/// in one request (the API server drops the status of a create when the
+/// subresource is on), and then writes the status once, at the outcome.
+/// Its spec stays immutable (CEL on `spec`), and its outcome final (CEL on
+/// `status`).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = DeploymentRecord::crd();
+    for version in &mut crd.spec.versions {
+        version.subresources = None;
+    }
+    crd
 }

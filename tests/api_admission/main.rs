@@ -52,7 +52,8 @@ spec:
 }
 
 /// A DeploymentRecord is a ledger entry: its spec cannot be changed, by
-/// apply or by patch, while its metadata (labels) still can.
+/// apply or by patch, while its metadata (labels) still can; its outcome,
+/// once concluded, is final.
 #[tokio::test]
 async fn deployment_record_spec_is_immutable() {
     if !strata_testkit::plane_available() {
@@ -137,6 +138,52 @@ async fn deployment_record_spec_is_immutable() {
             .get("audit.example/reviewed")
             .map(String::as_str),
         Some("true")
+    );
+
+    // Its outcome moves on from Progressing once, and then only from
+    // Succeeded to Superseded.
+    let outcome = |outcome: &str| {
+        kubectl([
+            "patch",
+            "-n",
+            ns.name(),
+            "dr",
+            "upf-7f3c2a",
+            "--type=merge",
+            "-p",
+            &*format!(r#"{{"status":{{"outcome":"{outcome}"}}}}"#),
+        ])
+    };
+    outcome("Progressing").expect_success("a record created without status is Progressing");
+    outcome("Succeeded").expect_success("conclude a record");
+    let final_ = "status.outcome is final once concluded: only Succeeded may become Superseded";
+    for rewritten in ["Failed", "Progressing"] {
+        let refused = outcome(rewritten);
+        assert!(
+            !refused.status.success(),
+            "a Succeeded record became {rewritten}:\n{}",
+            refused.stdout_text()
+        );
+        assert!(
+            names_field_and_message(&refused.stderr_text(), "status", final_),
+            "{}",
+            refused.stderr_text()
+        );
+    }
+    outcome("Superseded").expect_success("a later rollout supersedes a Succeeded one");
+    let refused = outcome("Succeeded");
+    assert!(
+        !refused.status.success(),
+        "a Superseded record became Succeeded"
+    );
+    assert_eq!(
+        records
+            .get("upf-7f3c2a")
+            .await
+            .expect("the record")
+            .status
+            .map(|s| s.outcome),
+        Some(strata::api::Outcome::Superseded)
     );
 
     ns.cleanup().await;

@@ -45,15 +45,14 @@ const OPERATOR: &[Need] = &[
     // (src/render/chain.rs).
     ("strata.dev", "servicechains/finalizers", &["update"]),
     // src/controllers/function/records.rs: ensure (get, create; get after a
-    // 409), conclude (get), prune (list, delete); upstream.rs: the records a
+    // 409), conclude (get, then set_outcome patches the record, which has no
+    // status subresource), prune (list, delete); upstream.rs: the records a
     // promotion gate reads, listed and watched.
     (
         "strata.dev",
         "deploymentrecords",
-        &["get", "list", "watch", "create", "delete"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    // records.rs set_outcome -> apply_status.
-    ("strata.dev", "deploymentrecords/status", &["patch"]),
     // list+watch: the Deployment reflector (src/runtime/operator.rs).
     // get: a rollout is concluded on a live read (function/mod.rs observe),
     // and apply_if_changed reads the metadata of what the cache lacks.

@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kube::{
-    Resource, ResourceExt,
-    api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams},
+    ResourceExt,
+    api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
         LABEL_STACK, LABEL_STACK_VERSION, NetworkFunction, Outcome, function::Provenance,
         promotion::Evidence, record::FunctionRef,
     },
-    controllers::{apply::write_status, conditions},
+    controllers::conditions,
     render::{
         digest::short_hash,
         function::{ResolvedStack, image_pinned},
@@ -284,7 +284,7 @@ pub async fn ensure(
         ctx.state.ledgers.counted(&uid, None);
         return Ok((existing.spec.started_at, false));
     }
-    let record = DeploymentRecord {
+    let mut record = DeploymentRecord {
         metadata: ObjectMeta {
             name: Some(target.record.clone()),
             namespace: Some(ns.to_string()),
@@ -316,6 +316,9 @@ pub async fn ensure(
         },
         status: None,
     };
+    // Created with its status in the same request: the record has no status
+    // subresource (`record::crd`).
+    record.status = Some(outcome_status(&record, Outcome::Progressing));
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..PostParams::default()
@@ -323,7 +326,6 @@ pub async fn ensure(
     match api.create(&params, &record).await {
         Ok(created) => {
             ctx.state.ledgers.created(&uid);
-            set_outcome(ctx, &created, Outcome::Progressing).await?;
             Ok((created.spec.started_at, true))
         }
         // Another reconcile of the same rollout won the race; its record stands.
@@ -400,10 +402,31 @@ pub async fn conclude(ctx: &Context, ns: &str, name: &str, outcome: Outcome) -> 
     set_outcome(ctx, &record, outcome).await
 }
 
+/// Writes `outcome` into the status of `record`, in one merge patch of the
+/// record itself (it has no status subresource). A status only ever gains
+/// fields, so merging leaves nothing stale behind, except the
+/// `observedGeneration` of a record written before there was no
+/// subresource: this write moves the generation, and kstatus would read
+/// the record as InProgress for ever, so it is removed.
 async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome) -> Result<()> {
     let api: Api<DeploymentRecord> =
         Api::namespaced(ctx.client.clone(), &record.namespace().unwrap_or_default());
-    let generation = record.meta().generation;
+    let mut patch = serde_json::json!({"status": outcome_status(record, outcome)});
+    patch["status"]["observedGeneration"] = serde_json::Value::Null;
+    api.patch(
+        &record.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The status of `record` at `outcome`, from the status it has. Neither the
+/// status nor its conditions carry an observed generation: the spec never
+/// changes, and every status write moves the generation of an object
+/// without a status subresource.
+fn outcome_status(record: &DeploymentRecord, outcome: Outcome) -> DeploymentRecordStatus {
     let before = record.status.clone().unwrap_or_default();
     // The window it ran in as its function's current rollout, Succeeded:
     // what an upstream promotion gate measures the soak by.
@@ -415,7 +438,6 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
         _ => None,
     };
     let mut status = DeploymentRecordStatus {
-        observed_generation: generation,
         outcome,
         completed_at: (outcome != Outcome::Progressing).then(conditions::now_rfc3339),
         superseded_at: (outcome == Outcome::Superseded && succeeded_at.is_some())
@@ -435,28 +457,28 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
             &mut status.conditions,
             "Progressing",
             format!("{message} is in progress"),
-            generation,
+            None,
         ),
         Outcome::Succeeded => conditions::ready(
             &mut status.conditions,
             "Succeeded",
             format!("{message} succeeded"),
-            generation,
+            None,
         ),
         Outcome::Superseded => conditions::ready(
             &mut status.conditions,
             "Superseded",
             format!("{message} was superseded by a later rollout"),
-            generation,
+            None,
         ),
         Outcome::Failed => conditions::stalled(
             &mut status.conditions,
             "RolloutFailed",
             format!("{message} exceeded its progress deadline"),
-            generation,
+            None,
         ),
     }
-    write_status(&api, record, MANAGER, &status).await
+    status
 }
 
 /// Deletes the oldest records of the function beyond the retention setting,

@@ -163,3 +163,46 @@ fn at_the_retention_the_oldest_remembered_are_pruned_without_a_list() {
     ledgers.counted("u", Some(7));
     assert_eq!(ledgers.next_to_prune("u", 5, "r7"), None);
 }
+
+#[test]
+fn an_outcome_status_carries_no_generation_and_keeps_the_succeeded_window() {
+    let condition = |s: &DeploymentRecordStatus, type_: &str| {
+        conditions::get(&s.conditions, type_).map(|c| (c.status.clone(), c.observed_generation))
+    };
+    let mut r = record("upf-a", "2026-11-20T10:00:00Z", None);
+    let progressing = outcome_status(&r, Outcome::Progressing);
+    assert_eq!(progressing.outcome, Outcome::Progressing);
+    assert_eq!(progressing.observed_generation, None);
+    assert_eq!(progressing.completed_at, None);
+    assert_eq!(
+        condition(&progressing, "Reconciling"),
+        Some(("True".into(), None))
+    );
+    assert_eq!(
+        condition(&progressing, "Ready"),
+        Some(("False".into(), None))
+    );
+
+    r.status = Some(progressing);
+    let succeeded = outcome_status(&r, Outcome::Succeeded);
+    assert_eq!(condition(&succeeded, "Ready"), Some(("True".into(), None)));
+    assert_eq!(condition(&succeeded, "Reconciling"), None);
+    let window_start = succeeded.succeeded_at.clone();
+    assert!(window_start.is_some() && succeeded.completed_at.is_some());
+
+    r.status = Some(succeeded);
+    let superseded = outcome_status(&r, Outcome::Superseded);
+    assert_eq!(
+        superseded.succeeded_at, window_start,
+        "the window's start is kept"
+    );
+    assert!(superseded.superseded_at.is_some());
+
+    // Superseded before it succeeded: it never ran as the current rollout.
+    r.status = Some(outcome_status(&r, Outcome::Progressing));
+    let replaced = outcome_status(&r, Outcome::Superseded);
+    assert_eq!(
+        (replaced.succeeded_at, replaced.superseded_at),
+        (None, None)
+    );
+}
