@@ -212,9 +212,7 @@ async fn sync_policies(
 /// Publishes one Warning Event when the chain becomes blocked by another
 /// hop or by the same hop for another reason (its function appearing or
 /// changing version); not when only the hop's progress message moves. The
-/// Event is related to the hop's function and its reason names the cause,
-/// because the event recorder folds Events with the same reason and related
-/// object into one series that keeps the first note.
+/// Event is related to the hop's function and its reason names the cause.
 async fn announce_blocking(chain: &ServiceChain, ctx: &Context, blocking: &BlockingHop) {
     let function = ObjectReference {
         api_version: Some(NetworkFunction::api_version(&()).into_owned()),

@@ -30,7 +30,7 @@ use kube::{
     Client, Resource,
     api::PartialObjectMeta,
     runtime::{
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Event, EventType},
         reflector::Store,
     },
 };
@@ -41,6 +41,7 @@ use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     runtime::{backoff::Backoff, fence::WriteFence, metrics::Metrics, settings::Settings},
 };
+use events::Recorder;
 use relations::Relations;
 
 /// The caches of the kinds the controllers read across one another.
@@ -119,7 +120,7 @@ pub type Ctx<S> = Arc<Context<S>>;
 impl<S> Context<S> {
     /// A controller's context with `state` of its own.
     pub fn new(shared: Shared, state: S) -> Self {
-        let recorder = Recorder::new(shared.client.clone(), Reporter::from(REPORTER));
+        let recorder = Recorder::new(shared.client.clone(), REPORTER);
         Self {
             client: shared.client,
             config: shared.config,
@@ -183,8 +184,9 @@ impl<S> Context<S> {
 
     /// Publishes an Event about `obj` that concerns `related` too (say, the
     /// child an action was taken on). Events are counted as a series per
-    /// object, reason, action and related object: the same reason about
-    /// another related object is an Event of its own, with its own note.
+    /// object, reason, action, related object and note: the same reason
+    /// about another related object, or with another note, is an Event of
+    /// its own.
     pub async fn publish_related<K>(
         &self,
         obj: &K,
@@ -200,16 +202,11 @@ impl<S> Context<S> {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(events::fit_note(note)),
+            note: Some(note),
             action: action.into(),
             secondary: related,
         };
-        let published =
-            if obj.meta().name.as_ref().map_or(0, String::len) > events::MAX_RECORDED_NAME {
-                events::publish_long_named(&self.client, REPORTER, &event, &reference).await
-            } else {
-                self.recorder.publish(&event, &reference).await
-            };
+        let published = self.recorder.publish(&event, &reference).await;
         if let Err(error) = published {
             tracing::warn!(%error, reason, "publishing an event failed");
         }
