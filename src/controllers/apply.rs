@@ -79,13 +79,14 @@ pub(crate) enum Live<'a> {
     Digested(Option<(&'a ObjectMeta, &'a str)>),
 }
 
-/// What this process remembers of one child it applied.
+/// What this process remembers of one child it applied. The hashes are
+/// kept as their first 128 bits: a trace is held for every child.
 #[derive(Clone, Debug)]
 struct Trace {
-    fingerprint: String,
+    fingerprint: u128,
     /// The values Strata declares in the child's metadata and the digest of
     /// its whole spec, hashed together ([`digested`]).
-    digested: String,
+    digested: u128,
     resource_version: Option<String>,
     /// The uid of the child's controller (its owner), to forget it with them.
     owner: Option<String>,
@@ -93,9 +94,19 @@ struct Trace {
 
 /// What [`Live::Digested`] is compared with: the values `desired` declares
 /// in the metadata of `live`, and `spec_digest`, the digest of its spec.
-fn digested(desired: &Value, live_metadata: &Value, spec_digest: &str) -> String {
+fn digested(desired: &Value, live_metadata: &Value, spec_digest: &str) -> u128 {
     let metadata = declared_fingerprint(&desired["metadata"], live_metadata);
-    short_hash(&[&metadata, spec_digest], 64)
+    first_128_bits(&short_hash(&[&metadata, spec_digest], 32))
+}
+
+/// The fingerprint of the values `desired` declares, as `live` holds them.
+fn fingerprint(desired: &Value, live: &Value) -> u128 {
+    first_128_bits(&declared_fingerprint(desired, live))
+}
+
+/// The first 128 bits of a hash in lower-case hex.
+fn first_128_bits(hex: &str) -> u128 {
+    u128::from_str_radix(hex.get(..32).unwrap_or(hex), 16).unwrap_or_default()
 }
 
 /// The traces of the children a controller applied, by kind, namespace and name.
@@ -118,7 +129,7 @@ impl Traces {
         live: &K,
         live_value: &Value,
     ) {
-        let fingerprint = declared_fingerprint(desired, live_value);
+        let fingerprint = fingerprint(desired, live_value);
         let digested = digested(
             desired,
             &live_value["metadata"],
@@ -197,10 +208,10 @@ pub(crate) async fn apply_child<K: Child, S>(
         && stamp_of(live.meta()).is_some_and(|s| *s == digest)
     {
         let live_value = serde_json::to_value(live).unwrap_or_default();
-        let now = declared_fingerprint(&desired, &live_value);
+        let now = fingerprint(&desired, &live_value);
         let expected = trace
             .map(|t| t.fingerprint)
-            .unwrap_or_else(|| declared_fingerprint(&desired, &desired));
+            .unwrap_or_else(|| fingerprint(&desired, &desired));
         if now == expected {
             ctx.traces.record(ns, &desired, live, &live_value);
             return Ok(ChildWrite::Unchanged);
