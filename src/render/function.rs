@@ -317,7 +317,7 @@ pub fn selector_labels(function: &str) -> BTreeMap<String, String> {
 
 /// The name of the configuration ConfigMap: the function's name and the first
 /// 10 hex characters of the config digest, so new content gets a new object.
-fn config_map_name(function: &str, config_digest: &str) -> String {
+pub fn config_map_name(function: &str, config_digest: &str) -> String {
     let hex = config_digest
         .strip_prefix("sha256:")
         .unwrap_or(config_digest);

@@ -195,3 +195,57 @@ fn deployed_version(nf: &strata::api::NetworkFunction) -> Option<&str> {
         .as_ref()
         .map(|d| d.version.as_str())
 }
+
+/// Each config change rolls out a new content-named ConfigMap; the one of
+/// a rollout that left the history (`historyLimit`) is deleted once the
+/// next rollout succeeds, so a function keeps `historyLimit` + 1 of them.
+#[tokio::test]
+async fn configurations_that_left_the_history_are_deleted() {
+    if !strata_testkit::plane_available() {
+        return;
+    }
+    let t = Fixture::start("nf-configs").await;
+    t.apply_stack("core", "1.0.0", json!({})).await;
+    let spec = |version: &str| {
+        json!({
+            "version": version,
+            "image": pinned_image("pcf"),
+            "stackRef": {"name": "core"},
+            "historyLimit": 1,
+            "config": {"pcf.yaml": format!("release: {version}\n")},
+        })
+    };
+    let mut digests = Vec::new();
+    for version in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"] {
+        t.apply_function("pcf", spec(version)).await;
+        let nf = t
+            .function_until("pcf", &format!("Ready at {version}"), |nf| {
+                super::ready_on(nf, "1.0.0") && deployed_version(nf) == Some(version)
+            })
+            .await;
+        let deployed = nf.status.unwrap().deployed_with.unwrap();
+        digests.push(deployed.config_digest);
+    }
+    let name =
+        |digest: &String| format!("pcf-config-{}", &digest.trim_start_matches("sha256:")[..10]);
+    // The current configuration and the one of the history's entry.
+    let mut kept = vec![name(&digests[2]), name(&digests[3])];
+    kept.sort();
+    strata_testkit::wait_for(
+        std::time::Duration::from_secs(30),
+        "only the ConfigMaps of the current rollout and of the history",
+        || async {
+            let mut names: Vec<String> = super::children::children_config_maps(&t, "pcf")
+                .await
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect();
+            names.sort();
+            (names == kept).then_some(()).ok_or(format!("{names:?}"))
+        },
+    )
+    .await;
+    // Every rollout still has its record.
+    assert_eq!(t.records_of("pcf").await.len(), 4);
+    t.finish().await;
+}

@@ -67,10 +67,12 @@ const OPERATOR: &[Need] = &[
     // A NetworkFunction's config ConfigMap and Service: list+watch, their
     // metadata reflectors (src/runtime/operator.rs); get, create, patch:
     // apply_if_changed (function/mod.rs apply_children -> controllers/mod.rs).
+    // delete: content-named ConfigMaps that left a function's history
+    // (function/configs.rs prune).
     (
         "",
         "configmaps",
-        &["get", "list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("", "services", &["get", "list", "watch", "create", "patch"]),
     // A chain's NetworkPolicies: .owns() (list, watch; src/runtime/operator.rs);

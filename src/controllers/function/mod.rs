@@ -6,6 +6,7 @@
 //! written at most every 30 seconds ([`progress`]).
 
 mod adoption;
+mod configs;
 pub mod deployment;
 mod gates;
 mod metrics;
@@ -62,6 +63,9 @@ pub struct State {
     /// When each function's status was last written: a rollout's progress
     /// alone is written at most every [`progress::PROGRESS_INTERVAL`].
     status_writes: progress::StatusWrites,
+    /// Configurations that left the functions' histories, whose ConfigMaps
+    /// go once the next rollout succeeds.
+    retired_configs: configs::Retired,
 }
 
 type Context = super::Context<State>;
@@ -188,6 +192,9 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
+    ctx.state
+        .retired_configs
+        .forget(&nf.uid().unwrap_or_default());
     ctx.state
         .status_writes
         .forget(&nf.uid().unwrap_or_default());

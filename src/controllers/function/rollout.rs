@@ -15,7 +15,7 @@ use kube::{
 };
 
 use super::{
-    Context, MANAGER,
+    Context, MANAGER, configs,
     deployment::{DeploymentState, Rollout, rollout_state},
     records,
 };
@@ -63,9 +63,14 @@ pub(super) async fn start(
         status.history.insert(0, rollout.clone());
         previous = Some(rollout);
     }
-    status
-        .history
-        .truncate(usize::try_from(nf.spec.history_limit.max(1)).unwrap_or(1));
+    let limit = usize::try_from(nf.spec.history_limit.max(1)).unwrap_or(1);
+    if status.history.len() > limit {
+        let left = status.history.split_off(limit);
+        ctx.state.retired_configs.retire(
+            &nf.uid().unwrap_or_default(),
+            left.into_iter().map(|p| p.config_digest),
+        );
+    }
     records::prune(ctx, nf, ns, &target.record).await?;
     status.deployed_with = Some(target.clone());
     if !created {
@@ -255,6 +260,8 @@ pub(super) async fn follow_next(
             if deployed.ready_at.is_none() {
                 deployed.ready_at = Some(conditions::now_rfc3339());
                 conclude(ctx, nf, ns, deployed, Outcome::Succeeded).await?;
+                let in_use = configs::in_use(std::iter::once(&*deployed).chain(&status.history));
+                configs::prune(ctx, nf, ns, &in_use).await?;
             }
             if let Some((reason, message)) = blocked {
                 let message =
