@@ -44,7 +44,7 @@ use std::path::PathBuf;
 
 use options::Options;
 use report::Report;
-use strata_testkit::{TestNamespace, install_crds};
+use strata_testkit::{TestNamespace, install_crds, install_crds_from};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,7 +59,7 @@ fn main() -> Result<()> {
 
 async fn run(options: Options) -> Result<()> {
     let client = strata_testkit::client().await;
-    install_crds(&client).await;
+    install_operator_crds(&client).await?;
     if options.shards > 1 {
         let report = sharded::run(&client, &options, report::machine()).await?;
         sharded::print(&report);
@@ -91,6 +91,25 @@ async fn run(options: Options) -> Result<()> {
     table::print(&report);
     let path = write_json(&options, "scale", &report)?;
     draw(&report, &path)
+}
+
+/// Installs the CRDs of the operator measured: those of this tree, or,
+/// with `STRATA_BENCH_OPERATOR`, what that build's `strata crds` prints (a
+/// baseline must run against its own API, not this tree's).
+async fn install_operator_crds(client: &kube::Client) -> Result<()> {
+    let Some(binary) = std::env::var_os("STRATA_BENCH_OPERATOR") else {
+        install_crds(client).await;
+        return Ok(());
+    };
+    let printed = std::process::Command::new(&binary).arg("crds").output()?;
+    if !printed.status.success() {
+        return Err(format!("{} crds failed: {}", binary.to_string_lossy(), String::from_utf8_lossy(&printed.stderr)).into());
+    }
+    let path = std::env::temp_dir().join(format!("strata-bench-crds-{}.yaml", std::process::id()));
+    std::fs::write(&path, &printed.stdout)?;
+    install_crds_from(client, &[path.clone()]).await;
+    std::fs::remove_file(&path)?;
+    Ok(())
 }
 
 /// Writes `report` to `--json`, or to target/bench/<name>-<time>.json;
