@@ -103,11 +103,16 @@ async fn install_operator_crds(client: &kube::Client) -> Result<()> {
     };
     let printed = std::process::Command::new(&binary).arg("crds").output()?;
     if !printed.status.success() {
-        return Err(format!("{} crds failed: {}", binary.to_string_lossy(), String::from_utf8_lossy(&printed.stderr)).into());
+        return Err(format!(
+            "{} crds failed: {}",
+            binary.to_string_lossy(),
+            String::from_utf8_lossy(&printed.stderr)
+        )
+        .into());
     }
     let path = std::env::temp_dir().join(format!("strata-bench-crds-{}.yaml", std::process::id()));
     std::fs::write(&path, &printed.stdout)?;
-    install_crds_from(client, &[path.clone()]).await;
+    install_crds_from(client, std::slice::from_ref(&path)).await;
     std::fs::remove_file(&path)?;
     Ok(())
 }
