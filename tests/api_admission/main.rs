@@ -51,6 +51,20 @@ spec:
     )
 }
 
+/// `kubectl patch --type=merge` of the record of [`record`] in `ns`.
+fn merge_patch_record(ns: &str, patch: &str) -> std::process::Output {
+    kubectl([
+        "patch",
+        "-n",
+        ns,
+        "dr",
+        "upf-7f3c2a",
+        "--type=merge",
+        "-p",
+        patch,
+    ])
+}
+
 /// A DeploymentRecord is a ledger entry: its spec cannot be changed, by
 /// apply or by patch, while its metadata (labels) still can; its outcome,
 /// once concluded, is final.
@@ -91,16 +105,10 @@ async fn deployment_record_spec_is_immutable() {
         changed.stderr_text()
     );
 
-    let patched = kubectl([
-        "patch",
-        "-n",
+    let patched = merge_patch_record(
         ns.name(),
-        "dr",
-        "upf-7f3c2a",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"image":"registry.example/5gc/upf:evil"}}"#,
-    ]);
+    );
     assert!(
         !patched.status.success(),
         "spec.image of a record was patched:\n{}",
@@ -143,16 +151,10 @@ async fn deployment_record_spec_is_immutable() {
     // Its outcome moves on from Progressing once, and then only from
     // Succeeded to Superseded.
     let outcome = |outcome: &str| {
-        kubectl([
-            "patch",
-            "-n",
+        merge_patch_record(
             ns.name(),
-            "dr",
-            "upf-7f3c2a",
-            "--type=merge",
-            "-p",
-            &*format!(r#"{{"status":{{"outcome":"{outcome}"}}}}"#),
-        ])
+            &format!(r#"{{"status":{{"outcome":"{outcome}"}}}}"#),
+        )
     };
     outcome("Progressing").expect_success("a record created without status is Progressing");
     outcome("Succeeded").expect_success("conclude a record");
