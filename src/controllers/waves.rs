@@ -170,6 +170,23 @@ impl Plan {
     }
 
     /// The step `consumer` belongs to.
+    /// `consumer` asks to move onto the target: it runs another revision of
+    /// the Stack, as its records tell, whatever its status says yet (a
+    /// killed predecessor may have started its first rollout without
+    /// writing it down, and a status without one reads as never ran). It
+    /// counts as pending, never as excluded, so that the adoption is not
+    /// taken for complete, and its move for free, while it asks.
+    pub fn asking(&mut self, consumer: &str) {
+        for step in &mut self.steps {
+            if let Some(standing) = step.members.get_mut(consumer)
+                && *standing == Standing::Excluded
+            {
+                *standing = Standing::Pending;
+            }
+        }
+        self.current = self.steps.iter().position(|s| !s.done());
+    }
+
     pub fn step_of(&self, consumer: &str) -> Option<usize> {
         self.steps
             .iter()

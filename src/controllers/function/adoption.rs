@@ -154,11 +154,13 @@ impl Adoptions {
             version: &stack.version,
             digest: &stack.digest,
         };
-        let plan = match waves::plan(&rollout, &consumers, &target) {
+        let mut plan = match waves::plan(&rollout, &consumers, &target) {
             Ok(plan) => plan,
             // Fail closed: the Stack reports the bad selector.
             Err(error) => return Ok(Turn::Halted(error.to_string())),
         };
+        // Only a function that moves asks (`gates::adoption_turn`).
+        plan.asking(&me);
         if plan.halted() {
             return Ok(Turn::Halted(plan.halt_message(&stack.name, &stack.version)));
         }
@@ -201,6 +203,7 @@ impl Adoptions {
             // A killed predecessor may have admitted consumers whose status
             // does not show it yet; their records do.
             let admitted = records::rolling_out_on(ctx, ns, stack).await?;
+            tracing::debug!(stack = %stack.name, version = %stack.version, ?admitted, "adoption seeded from the records");
             let seeded = Admission {
                 admitted,
                 ..Admission::default()
@@ -208,7 +211,17 @@ impl Adoptions {
             moving.insert(key.clone(), seeded);
         }
         let admission = moving.entry(key).or_default();
-        Ok(admission.admit(&me, &members, &stack_consumers, budget))
+        let turn = admission.admit(&me, &members, &stack_consumers, budget);
+        tracing::debug!(
+            stack = %stack.name,
+            version = %stack.version,
+            budget,
+            admitted = ?admission.admitted,
+            on_their_way = ?members.iter().filter(|(_, on_way)| **on_way).map(|(n, _)| n).collect::<Vec<_>>(),
+            ?turn,
+            "adoption turn"
+        );
+        Ok(turn)
     }
 
     /// Releases `nf`'s admission once it is Ready on `version` of `stack`

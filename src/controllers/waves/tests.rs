@@ -249,3 +249,26 @@ fn budgets() {
     assert_eq!(failure_budget(&pct("0%"), 100), 0);
     assert_eq!(failure_budget(&IntOrString::Int(3), 1), 3);
 }
+
+#[test]
+fn a_consumer_asking_to_move_counts_even_when_its_status_says_it_never_ran() {
+    // Its first rollout was started by a killed predecessor that never wrote
+    // its status: the status reads as never ran, the records say it runs
+    // the old revision.
+    let mut unwritten = (*consumer("u", "x", On::Old)).clone();
+    unwritten.status = None;
+    let consumers = [consumer("a", "x", On::New), Arc::new(unwritten)];
+    let mut plan = super::plan(&rollout("{maxConcurrent: 1}"), &consumers, &NEW).unwrap();
+    assert_eq!(
+        plan.current, None,
+        "from the statuses alone: nothing left to adopt"
+    );
+    plan.asking("u");
+    assert_eq!(
+        plan.current,
+        Some(0),
+        "the asking consumer keeps the adoption open"
+    );
+    assert_eq!(plan.steps[0].members.get("u"), Some(&Standing::Pending));
+    assert!(!plan.steps[0].done());
+}
