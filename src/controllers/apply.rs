@@ -67,8 +67,9 @@ pub(crate) enum ChildWrite {
 /// The live state of a child as the caller has it.
 pub(crate) enum Live<'a> {
     /// Its metadata from a cache (or nothing): when it carries the stamp and
-    /// the resourceVersion of the trace, nothing is read; otherwise the
-    /// object is read once and compared.
+    /// the resourceVersion of the trace, nothing is read; when it carries
+    /// the stamp at another resourceVersion, the object is read once and
+    /// compared; otherwise it is applied without a read.
     Metadata(Option<&'a ObjectMeta>),
     /// Its metadata and the digest of its spec from a cache that keeps no
     /// more of it (or nothing): for a kind whose status changes its
@@ -191,12 +192,17 @@ pub(crate) async fn apply_child<K: Child, S>(
     if unchanged {
         return Ok(ChildWrite::Unchanged);
     }
-    // A child a digesting cache does not hold, or holds without the stamp,
-    // is not there yet or declares other content: applied without a read
-    // (the apply is the same either way).
+    // A child the cache does not hold, or holds without the stamp, is not
+    // there yet or declares other content: applied without a read (the
+    // apply is the same either way). Only a stamped child that changed
+    // since Strata's apply is read, to tell another writer's change.
     let live = match live {
-        Live::Digested(None) => None,
-        Live::Digested(Some((meta, _))) if stamp_of(meta) != Some(&digest) => None,
+        Live::Digested(None) | Live::Metadata(None) => None,
+        Live::Digested(Some((meta, _))) | Live::Metadata(Some(meta))
+            if stamp_of(meta) != Some(&digest) =>
+        {
+            None
+        }
         _ => {
             Api::<K>::namespaced(ctx.client.clone(), ns)
                 .get_opt(&name)

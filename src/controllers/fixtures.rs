@@ -28,6 +28,8 @@ pub(crate) enum Answer {
     NotFound,
     /// 409 Conflict: the object changed since it was read.
     Conflict,
+    /// 422 Unprocessable Entity: a JSON patch's test failed.
+    Invalid,
 }
 
 /// The requests the mock API server was sent: method and path.
@@ -97,6 +99,14 @@ pub(crate) fn context<S>(
                         "kind": "Status", "apiVersion": "v1", "status": "Failure",
                         "reason": "Conflict", "code": 409,
                         "message": format!("{path}: the object has been modified"),
+                    }),
+                ),
+                Answer::Invalid => json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Invalid", "code": 422,
+                        "message": format!("{path}: the test operation failed"),
                     }),
                 ),
             };

@@ -278,12 +278,6 @@ pub async fn ensure(
 ) -> Result<(String, bool)> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let uid = nf.uid().unwrap_or_default();
-    if let Some(existing) = api.get_opt(&target.record).await? {
-        // Made by another process (or before a restart): the count is not
-        // known to include it.
-        ctx.state.ledgers.counted(&uid, None);
-        return Ok((existing.spec.started_at, false));
-    }
     let mut record = DeploymentRecord {
         metadata: ObjectMeta {
             name: Some(target.record.clone()),
@@ -323,12 +317,16 @@ pub async fn ensure(
         field_manager: Some(MANAGER.into()),
         ..PostParams::default()
     };
+    // Created without a read first: the record of a new rollout is not
+    // there yet, and a name already taken is refused, not overwritten.
     match api.create(&params, &record).await {
         Ok(created) => {
             ctx.state.ledgers.created(&uid);
             Ok((created.spec.started_at, true))
         }
-        // Another reconcile of the same rollout won the race; its record stands.
+        // Made by another process, before a restart, or by another
+        // reconcile of the same rollout: its record stands, and the count
+        // is not known to include it.
         Err(kube::Error::Api(s)) if s.code == 409 => {
             ctx.state.ledgers.counted(&uid, None);
             Ok((api.get(&target.record).await?.spec.started_at, false))
@@ -379,9 +377,34 @@ pub async fn rolling_out_on(
 /// Records read per request when listing a stack version's records.
 const PAGE: u32 = 500;
 
-/// Moves the record named `name` to `outcome` unless it is already final.
-pub async fn conclude(ctx: &Context, ns: &str, name: &str, outcome: Outcome) -> Result<()> {
+/// Moves the record of `function`'s `rollout` to `outcome` unless it is
+/// already final. A record still `Progressing`, as a rollout's record is
+/// until it concludes, is moved without a read: by a patch that holds only
+/// while its outcome is `Progressing`. Otherwise (a succeeded rollout being
+/// superseded, or a record another process concluded) it is read first.
+pub async fn conclude(
+    ctx: &Context,
+    ns: &str,
+    function: &str,
+    rollout: &Provenance,
+    outcome: Outcome,
+) -> Result<()> {
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
+    let name = rollout.record.as_str();
+    if outcome != Outcome::Superseded {
+        let status = concluded_status(&Rollout::of(function, rollout), outcome);
+        match api
+            .patch(name, &PatchParams::default(), &from_progressing(&status))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            // The test failed (422): the record is no longer Progressing, or
+            // has no status; what it says decides below.
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let Some(record) = api.get_opt(name).await? else {
         return Ok(());
     };
@@ -428,12 +451,67 @@ async fn set_outcome(ctx: &Context, record: &DeploymentRecord, outcome: Outcome)
 /// without a status subresource.
 fn outcome_status(record: &DeploymentRecord, outcome: Outcome) -> DeploymentRecordStatus {
     let before = record.status.clone().unwrap_or_default();
+    status_after(&before, &Rollout::recorded(record), outcome)
+}
+
+/// The status a record moves to from `Progressing` at `outcome`.
+fn concluded_status(rollout: &Rollout<'_>, outcome: Outcome) -> DeploymentRecordStatus {
+    status_after(&DeploymentRecordStatus::default(), rollout, outcome)
+}
+
+/// A JSON patch that replaces a record's status by `status` only while its
+/// outcome is `Progressing` (the API server refuses it with 422 otherwise).
+/// The whole status is replaced, so no `observedGeneration` of a record
+/// written before there was no status subresource is left behind.
+fn from_progressing(status: &DeploymentRecordStatus) -> Patch<()> {
+    let operations = serde_json::json!([
+        {"op": "test", "path": "/status/outcome", "value": Outcome::Progressing},
+        {"op": "replace", "path": "/status", "value": status},
+    ]);
+    Patch::Json(serde_json::from_value(operations).expect("a test and a replace are a JSON patch"))
+}
+
+/// What a record's conditions name: the rollout of a function's version
+/// onto a stack version.
+struct Rollout<'a> {
+    function: &'a str,
+    version: &'a str,
+    stack: &'a str,
+    stack_version: &'a str,
+}
+
+impl<'a> Rollout<'a> {
+    fn of(function: &'a str, rollout: &'a Provenance) -> Self {
+        Self {
+            function,
+            version: &rollout.version,
+            stack: &rollout.stack.name,
+            stack_version: &rollout.stack.version,
+        }
+    }
+
+    fn recorded(record: &'a DeploymentRecord) -> Self {
+        Self {
+            function: &record.spec.network_function.name,
+            version: &record.spec.version,
+            stack: &record.spec.stack.name,
+            stack_version: &record.spec.stack.version,
+        }
+    }
+}
+
+/// The status after `before` at `outcome`, for `rollout`'s record.
+fn status_after(
+    before: &DeploymentRecordStatus,
+    rollout: &Rollout<'_>,
+    outcome: Outcome,
+) -> DeploymentRecordStatus {
     // The window it ran in as its function's current rollout, Succeeded:
     // what an upstream promotion gate measures the soak by.
     let succeeded_at = match outcome {
         Outcome::Succeeded => Some(conditions::now_rfc3339_millis()),
         Outcome::Superseded if before.outcome == Outcome::Succeeded => {
-            before.succeeded_at.or(before.completed_at)
+            before.succeeded_at.clone().or(before.completed_at.clone())
         }
         _ => None,
     };
@@ -447,10 +525,7 @@ fn outcome_status(record: &DeploymentRecord, outcome: Outcome) -> DeploymentReco
     };
     let message = format!(
         "rollout of {} {} on stack {} {}",
-        record.spec.network_function.name,
-        record.spec.version,
-        record.spec.stack.name,
-        record.spec.stack.version
+        rollout.function, rollout.version, rollout.stack, rollout.stack_version
     );
     match outcome {
         Outcome::Progressing => conditions::progressing(

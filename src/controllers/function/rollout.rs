@@ -59,7 +59,7 @@ pub(super) async fn start(
         .chain(end.unwritten.iter().map(records::provenance));
     let mut previous = None;
     for rollout in replaced {
-        records::conclude(ctx, ns, &rollout.record, Outcome::Superseded).await?;
+        records::conclude(ctx, ns, &nf.name_any(), &rollout, Outcome::Superseded).await?;
         status.history.insert(0, rollout.clone());
         previous = Some(rollout);
     }
@@ -329,10 +329,10 @@ async fn deployment_rollout(
 /// [`super::Functions::settled`].)
 async fn conclude(
     ctx: &Context,
-    _nf: &NetworkFunction,
+    nf: &NetworkFunction,
     ns: &str,
     deployed: &Provenance,
     outcome: Outcome,
 ) -> Result<()> {
-    records::conclude(ctx, ns, &deployed.record, outcome).await
+    records::conclude(ctx, ns, &nf.name_any(), deployed, outcome).await
 }

@@ -206,3 +206,96 @@ fn an_outcome_status_carries_no_generation_and_keeps_the_succeeded_window() {
         (None, None)
     );
 }
+
+/// The provenance of the rollout `record` records.
+fn rollout(record: &DeploymentRecord) -> Provenance {
+    Provenance {
+        record: record.name_any(),
+        ..provenance(record)
+    }
+}
+
+const RECORD_PATH: &str = "/apis/strata.dev/v1alpha1/namespaces/ns/deploymentrecords/upf-a";
+
+#[tokio::test]
+async fn a_progressing_record_concludes_in_one_request_without_a_read() {
+    use crate::controllers::fixtures::{context, object};
+    let r = record("upf-a", "2026-11-20T10:00:00Z", None);
+    let patched = r.clone();
+    let (ctx, _caches, requests) = context(super::super::State::default(), move |m, _| {
+        assert_eq!(m, http::Method::PATCH, "only the conditional patch");
+        object(&patched)
+    });
+    conclude(&ctx, "ns", "upf", &rollout(&r), Outcome::Succeeded)
+        .await
+        .unwrap();
+    assert_eq!(requests.seen(), vec![format!("PATCH {RECORD_PATH}")]);
+}
+
+#[tokio::test]
+async fn a_record_no_longer_progressing_is_read_and_left_as_it_is() {
+    use crate::controllers::fixtures::{Answer, context, object};
+    let mut failed = record("upf-a", "2026-11-20T10:00:00Z", None);
+    failed.status = Some(outcome_status(&failed, Outcome::Failed));
+    let live = failed.clone();
+    let (ctx, _caches, requests) = context(super::super::State::default(), move |m, _| {
+        match *m {
+            // The test of `Progressing` fails.
+            http::Method::PATCH => Answer::Invalid,
+            http::Method::GET => object(&live),
+            _ => panic!("unexpected {m}"),
+        }
+    });
+    conclude(&ctx, "ns", "upf", &rollout(&failed), Outcome::Succeeded)
+        .await
+        .unwrap();
+    assert_eq!(
+        requests.seen(),
+        vec![format!("PATCH {RECORD_PATH}"), format!("GET {RECORD_PATH}")],
+        "a concluded outcome is final: read, and not written again"
+    );
+}
+
+#[tokio::test]
+async fn a_succeeded_record_is_read_before_it_is_superseded() {
+    use crate::controllers::fixtures::{context, object};
+    let mut succeeded = record("upf-a", "2026-11-20T10:00:00Z", None);
+    succeeded.status = Some(outcome_status(&succeeded, Outcome::Succeeded));
+    let live = succeeded.clone();
+    let (ctx, _caches, requests) = context(super::super::State::default(), move |m, _| match *m {
+        http::Method::GET | http::Method::PATCH => object(&live),
+        _ => panic!("unexpected {m}"),
+    });
+    conclude(&ctx, "ns", "upf", &rollout(&succeeded), Outcome::Superseded)
+        .await
+        .unwrap();
+    assert_eq!(
+        requests.seen(),
+        vec![format!("GET {RECORD_PATH}"), format!("PATCH {RECORD_PATH}")],
+        "the succeeded window is read, then kept"
+    );
+}
+
+#[test]
+fn the_conditional_patch_tests_progressing_and_replaces_the_whole_status() {
+    let r = record("upf-a", "2026-11-20T10:00:00Z", None);
+    let status = concluded_status(&Rollout::of("upf", &rollout(&r)), Outcome::Failed);
+    let Patch::Json(patch) = from_progressing(&status) else {
+        panic!("a JSON patch")
+    };
+    let patch = serde_json::to_value(&patch).unwrap();
+    assert_eq!(
+        patch[0],
+        serde_json::json!({"op": "test", "path": "/status/outcome", "value": "Progressing"})
+    );
+    assert_eq!(patch[1]["op"], "replace");
+    assert_eq!(patch[1]["path"], "/status");
+    assert_eq!(patch[1]["value"]["outcome"], "Failed");
+    assert!(patch[1]["value"].get("observedGeneration").is_none());
+    assert_eq!(
+        patch[1]["value"]["conditions"][0]["message"]
+            .as_str()
+            .map(|m| m.starts_with("rollout of upf 1.0.0")),
+        Some(true)
+    );
+}
