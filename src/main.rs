@@ -35,6 +35,10 @@ enum Command {
     People(cli::Command),
 }
 
+/// The process's allocator: see Cargo.toml for why jemalloc.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Installed as `kubectl-strata`, help and errors say `kubectl strata`.
