@@ -159,21 +159,7 @@ impl MeasuredOperator {
 
     /// CPU time (user and system) the process has used, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid()))
-            .unwrap_or_default();
-        // Fields after the command (which may hold spaces), from field 3 on.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15; clock ticks are 1/100 s on Linux.
-        (ticks(11) + ticks(12)) / 100.0
+        process_cpu_seconds(self.process.pid()).unwrap_or(0.0)
     }
 
     /// (peak, current) resident memory in MiB.
@@ -201,4 +187,41 @@ impl MeasuredOperator {
         }
         Ok(started.elapsed().as_secs_f64())
     }
+}
+
+/// CPU time (user and system) process `pid` has used, in seconds; None when
+/// there is no such process.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15; clock ticks are 1/100 s on Linux.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// The CPU time each process of the plane (etcd, kube-apiserver,
+/// kube-controller-manager, kube-scheduler, kwok) has used, in seconds, by
+/// the name of its pid file under `$STRATA_PLANE_DIR/pids`; empty when the
+/// plane's pids are not there.
+pub fn plane_cpu_seconds() -> BTreeMap<String, f64> {
+    let Some(dir) = std::env::var_os("STRATA_PLANE_DIR") else {
+        return BTreeMap::new();
+    };
+    let Ok(entries) = std::fs::read_dir(PathBuf::from(dir).join("pids")) else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let component = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".pid")?
+                .to_string();
+            let pid = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+            Some((component, process_cpu_seconds(pid)?))
+        })
+        .collect()
 }

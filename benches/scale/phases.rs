@@ -111,6 +111,10 @@ pub async fn run(
         strata.counts.watch_events_per_function,
         bare.counts.watch_events_per_function,
     );
+    report.cpu_ratio = ratio(
+        strata.counts.cpu_seconds_per_function,
+        bare.counts.cpu_seconds_per_function,
+    );
     report.operator_writes_per_function = strata.counts.operator_writes_per_function.unwrap_or(0.0);
     report.phases.extend([bare.counts, strata.counts]);
 

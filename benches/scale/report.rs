@@ -19,6 +19,10 @@ pub struct Report {
     pub write_ratio: f64,
     /// Watch events sent per function, Strata phase over bare phase.
     pub watch_event_ratio: f64,
+    /// CPU of the plane and the operator per function, Strata against the
+    /// bare objects: the floor the machine's work implies, when the
+    /// machine's cores are what limits both phases.
+    pub cpu_ratio: f64,
     /// What the API server counted in each phase, in order.
     pub phases: Vec<PhaseCounts>,
     /// Mutating requests by resource and verb in the bare and Strata phases,
@@ -217,10 +221,30 @@ pub struct PhaseCounts {
     /// The other watch events (changes) per function.
     pub watch_events_per_function: Option<f64>,
     pub watch_event_bytes: f64,
+    /// CPU seconds the plane's processes (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler, kwok) and the operator
+    /// (`strata`) used in the phase: what the machine spent on it.
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_function: Option<f64>,
+    pub cpu_seconds_by_process: BTreeMap<String, f64>,
+    /// The seconds the API server took to answer the phase's requests
+    /// (without watches), summed, and by resource and verb, most first.
+    pub request_seconds: f64,
+    pub request_seconds_by_resource: Vec<RequestSeconds>,
     /// Mutating requests by resource and verb, most first.
     pub writes_by_resource: Vec<RequestCount>,
     /// Watch events by resource, most first.
     pub watch_events_by_resource: Vec<WatchCount>,
+}
+
+/// The API server's time on the requests of one resource and verb in one phase.
+#[derive(Serialize)]
+pub struct RequestSeconds {
+    pub resource: String,
+    pub verb: String,
+    pub seconds: f64,
+    /// How many requests took them.
+    pub count: f64,
 }
 
 /// Requests of one resource and verb in one phase.

@@ -15,7 +15,7 @@ pub fn print(r: &Report) {
     );
     let phase = |name: &str| r.phases.iter().find(|p| p.phase == name);
     let (bare, strata) = (phase("bare"), phase("strata"));
-    let rows: [(String, String); 16] = [
+    let rows: [(String, String); 18] = [
         (
             "bare objects Available (b)".into(),
             format!("{:.1} s", r.bare_seconds),
@@ -25,12 +25,14 @@ pub fn print(r: &Report) {
             format!("{:.1} s", r.strata_seconds),
         ),
         (
-            "ratio a/b; the floor the writes imply (their ratio)".into(),
+            "ratio a/b; the floors the writes and the CPU imply".into(),
             format!(
-                "{:.2}; {:.2} ({:+.2} above it)",
+                "{:.2}; writes {:.2} ({:+.2} above it); CPU {:.2} ({:+.2})",
                 r.ratio,
                 r.write_ratio,
-                r.ratio - r.write_ratio
+                r.ratio - r.write_ratio,
+                r.cpu_ratio,
+                r.ratio - r.cpu_ratio
             ),
         ),
         (
@@ -50,6 +52,19 @@ pub fn print(r: &Report) {
                 per_function(strata.and_then(|p| p.watch_events_per_function)),
                 r.watch_event_ratio
             ),
+        ),
+        (
+            "CPU of the plane and operator per function: bare / Strata".into(),
+            format!(
+                "{} / {} ms (ratio {:.2}, the floor the machine's work implies)",
+                milliseconds(bare.and_then(|p| p.cpu_seconds_per_function)),
+                milliseconds(strata.and_then(|p| p.cpu_seconds_per_function)),
+                r.cpu_ratio
+            ),
+        ),
+        (
+            "  by process: bare / Strata (s)".into(),
+            cpu_by_process(bare, strata),
         ),
         (
             "operator CPU to converge".into(),
@@ -202,6 +217,33 @@ pub fn print(r: &Report) {
             );
         }
     }
+    if let (Some(bare), Some(strata)) = (bare, strata) {
+        let _ = writeln!(
+            out,
+            "\n  API server seconds answering (summed), the Strata phase's most   bare    strata  ms/request"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<61} {:>6.1} {:>9.1}",
+            "every request but watches", bare.request_seconds, strata.request_seconds
+        );
+        for row in strata.request_seconds_by_resource.iter().take(TOP) {
+            let in_bare = bare
+                .request_seconds_by_resource
+                .iter()
+                .find(|b| b.resource == row.resource && b.verb == row.verb)
+                .map_or(0.0, |b| b.seconds);
+            let _ = writeln!(
+                out,
+                "  {:<52} {:<8} {:>6.1} {:>9.1} {:>8.1}",
+                row.resource,
+                row.verb,
+                in_bare,
+                row.seconds,
+                row.seconds * 1000.0 / row.count.max(1.0)
+            );
+        }
+    }
     if !r.idle_writes.is_empty() {
         let _ = writeln!(out, "\n  writes while idle (every writer on the plane):");
         for (what, count) in &r.idle_writes {
@@ -216,6 +258,11 @@ const TOP: usize = 10;
 
 fn count(v: f64) -> String {
     format!("{v:.0}")
+}
+
+/// Seconds as milliseconds, or "-".
+fn milliseconds(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.1}", v * 1000.0))
 }
 
 fn per_function(v: Option<f64>) -> String {
@@ -406,4 +453,26 @@ fn print_history(out: &mut impl std::io::Write, h: &History) {
     for (what, value) in rows {
         let _ = writeln!(out, "  {what:<52} {value}");
     }
+}
+
+/// Each process's CPU seconds in the bare phase and in the Strata phase,
+/// the most in the Strata phase first.
+fn cpu_by_process(bare: Option<&PhaseCounts>, strata: Option<&PhaseCounts>) -> String {
+    let (Some(bare), Some(strata)) = (bare, strata) else {
+        return "-".into();
+    };
+    let mut processes: Vec<(&String, &f64)> = strata.cpu_seconds_by_process.iter().collect();
+    processes.sort_by(|a, b| b.1.total_cmp(a.1));
+    processes
+        .into_iter()
+        .map(|(process, seconds)| {
+            let before = bare
+                .cpu_seconds_by_process
+                .get(process)
+                .copied()
+                .unwrap_or(0.0);
+            format!("{process} {before:.1} / {seconds:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use strata_testkit::{ApiServerCounters, RequestCounts, apiserver_counters, wait_for_every};
 
-use crate::measure::MeasuredOperator;
-use crate::report::{PhaseCounts, Report, RequestCount, WatchCount, WriteRow};
+use crate::measure::{MeasuredOperator, plane_cpu_seconds};
+use crate::report::{PhaseCounts, Report, RequestCount, RequestSeconds, WatchCount, WriteRow};
 
 /// Writes that are no phase's: every component renews its Lease on a clock.
 const LEASES: &str = "leases.coordination.k8s.io";
@@ -31,6 +31,21 @@ pub struct PhaseWindow {
     started: Instant,
     apiserver: ApiServerCounters,
     operator: BTreeMap<String, f64>,
+    /// The CPU seconds of each process of the plane and of the operator.
+    cpu: BTreeMap<String, f64>,
+}
+
+/// The name the operator's CPU is reported by, next to the plane's processes.
+const OPERATOR: &str = "strata";
+
+/// The CPU seconds each process of the plane, and the operator if it runs,
+/// has used so far.
+fn cpu_now(operator: Option<&MeasuredOperator>) -> BTreeMap<String, f64> {
+    let mut cpu = plane_cpu_seconds();
+    if let Some(operator) = operator {
+        cpu.insert(OPERATOR.to_string(), operator.cpu_seconds());
+    }
+    cpu
 }
 
 /// What one phase cost the API server: its counters' growth, and the
@@ -42,6 +57,7 @@ pub struct PhaseCost {
 
 impl PhaseWindow {
     pub async fn open(client: &Client, operator: Option<&MeasuredOperator>) -> Self {
+        let operator_process = operator;
         let operator = match operator {
             Some(operator) => operator.api_writes().await,
             None => BTreeMap::new(),
@@ -50,6 +66,7 @@ impl PhaseWindow {
             started: Instant::now(),
             apiserver: apiserver_counters(client).await,
             operator,
+            cpu: cpu_now(operator_process),
         }
     }
 
@@ -101,8 +118,21 @@ impl PhaseWindow {
             }
             None => None,
         };
+        // A process that was not there at the start (the operator started
+        // in the phase) counts from its own start.
+        let cpu: BTreeMap<String, f64> = cpu_now(operator)
+            .into_iter()
+            .map(|(process, after)| {
+                let before = self.cpu.get(&process).copied().unwrap_or(0.0);
+                (process, after - before)
+            })
+            .collect();
         let apiserver = apiserver_counters(client).await.since(&self.apiserver);
-        let counts = phase_counts(&apiserver, name, seconds, functions, applied, by_operator);
+        let mut counts = phase_counts(&apiserver, name, seconds, functions, applied, by_operator);
+        counts.cpu_seconds = cpu.values().sum::<f64>() + 0.0;
+        counts.cpu_seconds_per_function =
+            (functions > 0).then(|| counts.cpu_seconds / functions as f64);
+        counts.cpu_seconds_by_process = cpu;
         PhaseCost { apiserver, counts }
     }
 }
@@ -207,9 +237,31 @@ fn phase_counts(
             apiserver.total_watch_events() - apiserver.total_watch_initial_events(),
         ),
         watch_event_bytes: apiserver.total_watch_event_bytes(),
+        // What the processes used is read off them, not the API server (`close_now`).
+        cpu_seconds: 0.0,
+        cpu_seconds_per_function: None,
+        cpu_seconds_by_process: BTreeMap::new(),
+        request_seconds: apiserver.request_seconds.values().sum::<f64>() + 0.0,
+        request_seconds_by_resource: request_seconds(apiserver),
         writes_by_resource: by_resource(apiserver, apiserver.writes()),
         watch_events_by_resource,
     }
+}
+
+/// The API server's time by resource and verb, the most first.
+fn request_seconds(apiserver: &ApiServerCounters) -> Vec<RequestSeconds> {
+    let mut rows: Vec<RequestSeconds> = apiserver
+        .request_seconds
+        .iter()
+        .map(|(key, seconds)| RequestSeconds {
+            resource: key.0.clone(),
+            verb: key.1.clone(),
+            seconds: *seconds,
+            count: apiserver.requests.get(key).copied().unwrap_or(0.0),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    rows
 }
 
 /// `counts` as rows, the most first, with how many of each were refused.

@@ -234,7 +234,7 @@ start_apiserver() {
     --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --allow-privileged=true \
-    --profiling=false
+    --profiling="${STRATA_PLANE_PROFILING:-false}"
   wait_until 120 "kube-apiserver /readyz" kube-apiserver apiserver_ready
   log "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT"
 }

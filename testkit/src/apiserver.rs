@@ -44,6 +44,10 @@ pub struct ApiServerCounters {
     pub watch_events: BTreeMap<String, f64>,
     /// `apiserver_watch_events_sizes_sum` by resource: those events' bytes.
     pub watch_event_bytes: BTreeMap<String, f64>,
+    /// `apiserver_request_duration_seconds_sum` by (resource, verb), without
+    /// dry runs and watches: the seconds the API server took to answer
+    /// (its queueing and etcd's time in it), summed over the requests.
+    pub request_seconds: RequestCounts,
     /// `apiserver_init_events_total` by resource: of the events sent, those
     /// that list the existing objects to a new watch (served by the watch
     /// cache), rather than tell of a change. A component that restarts a
@@ -82,16 +86,30 @@ impl ApiServerCounters {
             if !label("group").is_empty() {
                 resource = format!("{resource}.{}", label("group"));
             }
+            // A request for no resource (`/readyz`, `/openapi/v3`) has its
+            // path as the subresource, with or without the `/`.
+            let request = |resource: String| {
+                let resource = if resource.is_empty() {
+                    format!("/{}", label("subresource").trim_start_matches('/'))
+                } else if !label("subresource").is_empty() {
+                    format!("{resource}/{}", label("subresource"))
+                } else {
+                    resource
+                };
+                (resource, label("verb").to_string())
+            };
             match name {
+                "apiserver_request_duration_seconds_sum"
+                    if label("dry_run").is_empty()
+                        && !matches!(label("verb"), "WATCH" | "CONNECT") =>
+                {
+                    *counters
+                        .request_seconds
+                        .entry(request(resource))
+                        .or_default() += value;
+                }
                 "apiserver_request_total" => {
-                    // A request for no resource (`/readyz`, `/openapi/v3`) has
-                    // its path as the subresource, with or without the `/`.
-                    if resource.is_empty() {
-                        resource = format!("/{}", label("subresource").trim_start_matches('/'));
-                    } else if !label("subresource").is_empty() {
-                        resource = format!("{resource}/{}", label("subresource"));
-                    }
-                    let key = (resource, label("verb").to_string());
+                    let key = request(resource);
                     if !label("dry_run").is_empty() {
                         *counters.dry_runs.entry(key).or_default() += value;
                         continue;
@@ -122,6 +140,7 @@ impl ApiServerCounters {
             requests: growth(&self.requests, &before.requests),
             refused: growth(&self.refused, &before.refused),
             dry_runs: growth(&self.dry_runs, &before.dry_runs),
+            request_seconds: growth(&self.request_seconds, &before.request_seconds),
             watch_events: growth(&self.watch_events, &before.watch_events),
             watch_event_bytes: growth(&self.watch_event_bytes, &before.watch_event_bytes),
             watch_initial_events: growth(&self.watch_initial_events, &before.watch_initial_events),
@@ -297,6 +316,29 @@ apiserver_init_events_total{group="apps",resource="deployments"} 2
             BTreeMap::from([
                 ("deployments.apps".to_string(), 2.0),
                 ("pods".to_string(), 20.0)
+            ])
+        );
+    }
+
+    #[test]
+    fn request_seconds_are_summed_by_resource_and_verb_without_watches_or_dry_runs() {
+        let at = |apply: f64, watch: f64| {
+            format!(
+                r#"apiserver_request_duration_seconds_sum{{component="apiserver",dry_run="",group="apps",resource="deployments",scope="resource",subresource="",verb="APPLY",version="v1"}} {apply}
+apiserver_request_duration_seconds_sum{{component="apiserver",dry_run="All",group="apps",resource="deployments",scope="resource",subresource="",verb="APPLY",version="v1"}} 7
+apiserver_request_duration_seconds_sum{{component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="",verb="WATCH",version="v1"}} {watch}
+apiserver_request_duration_seconds_sum{{component="apiserver",dry_run="",group="strata.dev",resource="networkfunctions",scope="resource",subresource="status",verb="APPLY",version="v1alpha1"}} {apply}
+apiserver_request_duration_seconds_count{{component="apiserver",dry_run="",group="apps",resource="deployments",scope="resource",subresource="",verb="APPLY",version="v1"}} 99
+"#
+            )
+        };
+        let window = ApiServerCounters::parse(&at(2.5, 600.0))
+            .since(&ApiServerCounters::parse(&at(1.0, 60.0)));
+        assert_eq!(
+            window.request_seconds,
+            RequestCounts::from([
+                (key("deployments.apps", "APPLY"), 1.5),
+                (key("networkfunctions.strata.dev/status", "APPLY"), 1.5),
             ])
         );
     }
