@@ -38,27 +38,24 @@ pub fn print(r: &Report) {
         (
             "writes per function, every writer: bare / Strata".into(),
             format!(
-                "{} / {} (ratio {:.2})",
-                per_function(bare.and_then(|p| p.writes_per_function)),
-                per_function(strata.and_then(|p| p.writes_per_function)),
+                "{} (ratio {:.2})",
+                both(bare, strata, |p| p.writes_per_function, per_function),
                 r.write_ratio
             ),
         ),
         (
             "watch events (changes) per function: bare / Strata".into(),
             format!(
-                "{} / {} (ratio {:.2})",
-                per_function(bare.and_then(|p| p.watch_events_per_function)),
-                per_function(strata.and_then(|p| p.watch_events_per_function)),
+                "{} (ratio {:.2})",
+                both(bare, strata, |p| p.watch_events_per_function, per_function),
                 r.watch_event_ratio
             ),
         ),
         (
             "CPU of the plane and operator per function: bare / Strata".into(),
             format!(
-                "{} / {} ms (ratio {:.2}, the floor the machine's work implies)",
-                milliseconds(bare.and_then(|p| p.cpu_seconds_per_function)),
-                milliseconds(strata.and_then(|p| p.cpu_seconds_per_function)),
+                "{} ms (ratio {:.2}, the floor the machine's work implies)",
+                both(bare, strata, |p| p.cpu_seconds_per_function, milliseconds),
                 r.cpu_ratio
             ),
         ),
@@ -258,6 +255,21 @@ const TOP: usize = 10;
 
 fn count(v: f64) -> String {
     format!("{v:.0}")
+}
+
+/// `figure` of the bare phase and of the Strata phase, each shown by `show`,
+/// as "bare / Strata".
+fn both(
+    bare: Option<&PhaseCounts>,
+    strata: Option<&PhaseCounts>,
+    figure: fn(&PhaseCounts) -> Option<f64>,
+    show: fn(Option<f64>) -> String,
+) -> String {
+    format!(
+        "{} / {}",
+        show(bare.and_then(figure)),
+        show(strata.and_then(figure))
+    )
 }
 
 /// Seconds as milliseconds, or "-".

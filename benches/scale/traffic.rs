@@ -57,16 +57,15 @@ pub struct PhaseCost {
 
 impl PhaseWindow {
     pub async fn open(client: &Client, operator: Option<&MeasuredOperator>) -> Self {
-        let operator_process = operator;
-        let operator = match operator {
+        let writes = match operator {
             Some(operator) => operator.api_writes().await,
             None => BTreeMap::new(),
         };
         Self {
             started: Instant::now(),
             apiserver: apiserver_counters(client).await,
-            operator,
-            cpu: cpu_now(operator_process),
+            operator: writes,
+            cpu: cpu_now(operator),
         }
     }
 

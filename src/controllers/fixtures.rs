@@ -86,28 +86,20 @@ pub(crate) fn context<S>(
             log.0.lock().unwrap().push((method.clone(), path.clone()));
             let response = match answer(&method, &path) {
                 Answer::Object(object) => json_response(StatusCode::OK, &object),
-                Answer::NotFound => json_response(
+                Answer::NotFound => failure(
                     StatusCode::NOT_FOUND,
-                    &serde_json::json!({
-                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "reason": "NotFound", "code": 404, "message": format!("{path} not found"),
-                    }),
+                    "NotFound",
+                    format!("{path} not found"),
                 ),
-                Answer::Conflict => json_response(
+                Answer::Conflict => failure(
                     StatusCode::CONFLICT,
-                    &serde_json::json!({
-                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "reason": "Conflict", "code": 409,
-                        "message": format!("{path}: the object has been modified"),
-                    }),
+                    "Conflict",
+                    format!("{path}: the object has been modified"),
                 ),
-                Answer::Invalid => json_response(
+                Answer::Invalid => failure(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    &serde_json::json!({
-                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "reason": "Invalid", "code": 422,
-                        "message": format!("{path}: the test operation failed"),
-                    }),
+                    "Invalid",
+                    format!("{path}: the test operation failed"),
                 ),
             };
             respond.send_response(response);
@@ -141,6 +133,17 @@ pub(crate) fn context<S>(
         relations,
     };
     (Arc::new(Context::new(shared, state)), caches, requests)
+}
+
+/// The API server's answer of a refused request: a `Status` with `reason`.
+fn failure(status: StatusCode, reason: &str, message: String) -> Response<Body> {
+    json_response(
+        status,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": reason, "code": status.as_u16(), "message": message,
+        }),
+    )
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {

@@ -184,7 +184,7 @@ impl Plan {
                 *standing = Standing::Pending;
             }
         }
-        self.current = self.steps.iter().position(|s| !s.done());
+        self.current = first_not_done(&self.steps);
     }
 
     pub fn step_of(&self, consumer: &str) -> Option<usize> {
@@ -300,13 +300,18 @@ pub fn plan(
     if steps.last().is_some_and(|s| s.members.is_empty()) && steps.len() > 1 {
         steps.pop();
     }
-    let current = steps.iter().position(|s| !s.done());
+    let current = first_not_done(&steps);
     Ok(Plan {
         steps,
         current,
         failed,
         max_failures: failure_budget(&rollout.max_failures, counted),
     })
+}
+
+/// The first step not done: the one whose consumers may move now.
+fn first_not_done(steps: &[Step]) -> Option<usize> {
+    steps.iter().position(|s| !s.done())
 }
 
 /// How many of `consumers` may move at once under `max`: an integer, or a

@@ -1,5 +1,6 @@
 //! The ledger: record names, following links, ordering.
 use super::*;
+use crate::controllers::fixtures::{Answer, context, object};
 
 fn record(name: &str, started_at: &str, previous: Option<&str>) -> DeploymentRecord {
     let mut record = DeploymentRecord::new(
@@ -219,7 +220,6 @@ const RECORD_PATH: &str = "/apis/strata.dev/v1alpha1/namespaces/ns/deploymentrec
 
 #[tokio::test]
 async fn a_progressing_record_concludes_in_one_request_without_a_read() {
-    use crate::controllers::fixtures::{context, object};
     let r = record("upf-a", "2026-11-20T10:00:00Z", None);
     let patched = r.clone();
     let (ctx, _caches, requests) = context(super::super::State::default(), move |m, _| {
@@ -234,7 +234,6 @@ async fn a_progressing_record_concludes_in_one_request_without_a_read() {
 
 #[tokio::test]
 async fn a_record_no_longer_progressing_is_read_and_left_as_it_is() {
-    use crate::controllers::fixtures::{Answer, context, object};
     let mut failed = record("upf-a", "2026-11-20T10:00:00Z", None);
     failed.status = Some(outcome_status(&failed, Outcome::Failed));
     let live = failed.clone();
@@ -258,7 +257,6 @@ async fn a_record_no_longer_progressing_is_read_and_left_as_it_is() {
 
 #[tokio::test]
 async fn a_succeeded_record_is_read_before_it_is_superseded() {
-    use crate::controllers::fixtures::{context, object};
     let mut succeeded = record("upf-a", "2026-11-20T10:00:00Z", None);
     succeeded.status = Some(outcome_status(&succeeded, Outcome::Succeeded));
     let live = succeeded.clone();
