@@ -15,11 +15,11 @@
 //!   stamp and the trace; it says what it did: [`ChildWrite`].
 //! - [`write_status`] applies an object's status subresource.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{borrow::Cow, collections::HashMap, sync::Mutex};
 
 use kube::{
     Resource, ResourceExt,
-    api::{Api, ObjectMeta, Patch, PatchParams},
+    api::{Api, ObjectMeta, PartialObjectMeta, Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -66,18 +66,121 @@ pub(crate) enum ChildWrite {
 
 /// The live state of a child as the caller has it.
 pub(crate) enum Live<'a> {
-    /// Its metadata from a cache (or nothing): when it carries the stamp and
-    /// the resourceVersion of the trace, nothing is read; when it carries
-    /// the stamp at another resourceVersion, the object is read once and
-    /// compared; otherwise it is applied without a read.
-    Metadata(Option<&'a ObjectMeta>),
-    /// Its metadata and the digest of its spec from a cache that keeps no
-    /// more of it (or nothing): for a kind whose status changes its
-    /// resourceVersion all the time. When it carries the stamp, and the
-    /// values Strata declares in its metadata and the digest of its spec
-    /// are those of the trace, nothing is read; otherwise the object is
+    /// What a cache (or a list) shows of it, or nothing: when it carries the
+    /// stamp and the resourceVersion of the trace, nothing is read; when it
+    /// carries the stamp at another resourceVersion, the object is read once
+    /// and compared; otherwise it is applied without a read.
+    Metadata(Option<Shown<'a>>),
+    /// Its stamp, its metadata (as JSON) and the digest of its spec from a
+    /// cache that keeps no more of it (or nothing): for a kind whose status
+    /// changes its resourceVersion all the time. When it carries the stamp,
+    /// and the values Strata declares in its metadata and the digest of its
+    /// spec are those of the trace, nothing is read; otherwise the object is
     /// read once and compared.
-    Digested(Option<(&'a ObjectMeta, &'a str)>),
+    Digested(Option<(Option<Stamp>, Value, &'a str)>),
+}
+
+/// A child's [`DIGEST_ANNOTATION`] as a cache keeps it: the first 128 bits
+/// of the digest, not its 71 characters (a cache holds one per child).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Stamp(u128);
+
+impl Stamp {
+    /// The stamp of `digest` (`sha256:<hex>`).
+    pub(crate) fn of(digest: &str) -> Self {
+        Self(first_128_bits(digest.trim_start_matches("sha256:")))
+    }
+
+    /// The stamp `meta` carries, if any.
+    pub fn on(meta: &ObjectMeta) -> Option<Self> {
+        stamp_of(meta).map(|digest| Self::of(digest))
+    }
+}
+
+/// What a cache (or a list) shows of a child: its resourceVersion and its stamp.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shown<'a> {
+    resource_version: Option<&'a str>,
+    stamp: Option<Stamp>,
+}
+
+impl<'a> Shown<'a> {
+    /// What `meta` shows.
+    pub fn of(meta: &'a ObjectMeta) -> Self {
+        Self {
+            resource_version: meta.resource_version.as_deref(),
+            stamp: Stamp::on(meta),
+        }
+    }
+}
+
+/// What a cache keeps of a child it holds as metadata ([`Live::Metadata`]):
+/// its name, namespace and resourceVersion, its owners (whom a change of it
+/// wakes), and its stamp, outside the metadata: an annotations map of one
+/// entry takes more memory than the rest together.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChildMeta<K> {
+    /// Name, namespace, resourceVersion and owner references only.
+    pub metadata: ObjectMeta,
+    /// The child's stamp, if it has one.
+    pub stamp: Option<Stamp>,
+    #[serde(skip)]
+    kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K> ChildMeta<K> {
+    /// What a cache keeps of `child`.
+    pub fn read(child: PartialObjectMeta<K>) -> Self {
+        let meta = child.metadata;
+        Self {
+            stamp: Stamp::on(&meta),
+            metadata: ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                resource_version: meta.resource_version,
+                owner_references: meta.owner_references,
+                ..ObjectMeta::default()
+            },
+            kind: std::marker::PhantomData,
+        }
+    }
+
+    /// What it shows to [`apply_child`].
+    pub(crate) fn shown(&self) -> Shown<'_> {
+        Shown {
+            resource_version: self.metadata.resource_version.as_deref(),
+            stamp: self.stamp,
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for ChildMeta<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// What this process remembers of one child it applied. The hashes are
@@ -175,17 +278,15 @@ pub(crate) async fn apply_child<K: Child, S>(
     let name = child.name_any();
     let trace = ctx.traces.recall::<K>(ns, &name);
     let desired = serde_json::to_value(&child).unwrap_or_default();
+    let this = Some(Stamp::of(&digest));
     let unchanged = match (&live, &trace) {
-        (Live::Metadata(Some(meta)), Some(trace)) => {
-            stamp_of(meta) == Some(&digest)
-                && meta.resource_version.is_some()
-                && meta.resource_version == trace.resource_version
+        (Live::Metadata(Some(shown)), Some(trace)) => {
+            shown.stamp == this
+                && shown.resource_version.is_some()
+                && shown.resource_version == trace.resource_version.as_deref()
         }
-        (Live::Digested(Some((meta, spec_digest))), Some(trace)) => {
-            stamp_of(meta) == Some(&digest) && {
-                let metadata = serde_json::to_value(meta).unwrap_or_default();
-                digested(&desired, &metadata, spec_digest) == trace.digested
-            }
+        (Live::Digested(Some((stamp, metadata, spec_digest))), Some(trace)) => {
+            *stamp == this && digested(&desired, metadata, spec_digest) == trace.digested
         }
         _ => false,
     };
@@ -198,8 +299,8 @@ pub(crate) async fn apply_child<K: Child, S>(
     // since Strata's apply is read, to tell another writer's change.
     let live = match live {
         Live::Digested(None) | Live::Metadata(None) => None,
-        Live::Digested(Some((meta, _))) | Live::Metadata(Some(meta))
-            if stamp_of(meta) != Some(&digest) =>
+        Live::Metadata(Some(Shown { stamp, .. })) | Live::Digested(Some((stamp, _, _)))
+            if stamp != this =>
         {
             None
         }
@@ -244,25 +345,6 @@ fn stamp<K: Resource + Serialize>(mut child: K) -> (K, String) {
         .annotations_mut()
         .insert(DIGEST_ANNOTATION.into(), digest.clone());
     (child, digest)
-}
-
-/// What [`Live::Metadata`] reads of a child's metadata, for a cache to keep:
-/// its name, namespace and resourceVersion, its stamp, and its owners (whom
-/// a change of it wakes). Labels, other annotations and the rest are
-/// dropped.
-pub(crate) fn metadata_read(meta: ObjectMeta) -> ObjectMeta {
-    let stamp = meta
-        .annotations
-        .and_then(|mut a| a.remove_entry(DIGEST_ANNOTATION))
-        .map(|entry| [entry].into());
-    ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        resource_version: meta.resource_version,
-        owner_references: meta.owner_references,
-        annotations: stamp,
-        ..ObjectMeta::default()
-    }
 }
 
 fn stamp_of(meta: &ObjectMeta) -> Option<&String> {
@@ -329,22 +411,28 @@ mod tests {
             "annotations": {DIGEST_ANNOTATION: "sha256:a", "other": "x"},
             "ownerReferences": [{"apiVersion": "strata.dev/v1alpha1", "kind": "NetworkFunction", "name": "upf", "uid": "o-1", "controller": true}],
         }));
-        let kept = metadata_read(live.clone());
+        let kept = ChildMeta::<k8s_openapi::api::core::v1::Service>::read(PartialObjectMeta {
+            types: None,
+            metadata: live.clone(),
+            _phantom: std::marker::PhantomData,
+        });
         assert_eq!(
-            kept,
+            kept.metadata,
             meta(json!({
                 "name": "upf",
                 "namespace": "core",
                 "resourceVersion": "7",
-                "annotations": {DIGEST_ANNOTATION: "sha256:a"},
                 "ownerReferences": live.owner_references,
             }))
         );
-        assert_eq!(
-            metadata_read(meta(json!({"name": "upf"}))).annotations,
-            None,
-            "no stamp, no annotations"
-        );
+        assert_eq!(kept.stamp, Some(Stamp::of("sha256:a")));
+        assert_ne!(kept.stamp, Some(Stamp::of("sha256:b")));
+        let unstamped = PartialObjectMeta::<k8s_openapi::api::core::v1::Service> {
+            types: None,
+            metadata: meta(json!({"name": "upf"})),
+            _phantom: std::marker::PhantomData,
+        };
+        assert_eq!(ChildMeta::read(unstamped).stamp, None, "no stamp");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use kube::{
 };
 
 use super::{
-    apply::{Live, apply_child},
+    apply::{Live, Shown, apply_child},
     conditions,
     skeleton::{self, Reconciler},
 };
@@ -191,6 +191,7 @@ async fn sync_policies(
         let current = live
             .iter()
             .find(|m| m.name.as_deref() == Some(name.as_str()));
+        let current = current.map(Shown::of);
         apply_child(ctx, ns, MANAGER, policy.clone(), Live::Metadata(current)).await?;
     }
     let wanted: BTreeSet<String> = desired.iter().map(ResourceExt::name_any).collect();

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
 use kube::{
     Client, Resource,
-    api::PartialObjectMeta,
     runtime::{
         events::{Event, EventType},
         reflector::Store,
@@ -41,6 +40,7 @@ use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     runtime::{backoff::Backoff, fence::WriteFence, metrics::Metrics, settings::Settings},
 };
+pub use apply::{ChildMeta, Stamp};
 use events::Recorder;
 use relations::Relations;
 
@@ -57,9 +57,9 @@ pub struct Stores {
     /// NetworkFunctions (not their pod templates).
     pub deployments: Store<function::DeploymentState>,
     /// The metadata of the Services of NetworkFunctions.
-    pub services: Store<PartialObjectMeta<Service>>,
+    pub services: Store<ChildMeta<Service>>,
     /// The metadata of the ConfigMaps of NetworkFunctions.
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub config_maps: Store<ChildMeta<ConfigMap>>,
 }
 
 /// What every controller shares: built once per term of the process.

@@ -27,7 +27,7 @@ use super::{Gate, Process};
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     controllers::{
-        Context, Shared, Stores, apply, chain, conditions,
+        ChildMeta, Context, Shared, Stores, chain, conditions,
         function::{self, DeploymentState},
         relations::Relations,
         stack, waves,
@@ -72,10 +72,9 @@ struct Feeds {
 /// The changes of the children of NetworkFunctions, which keep their caches.
 struct ChildEvents {
     deployment_events: BoxStream<'static, Result<watcher::Event<DeploymentState>, watcher::Error>>,
-    service_events:
-        BoxStream<'static, Result<watcher::Event<PartialObjectMeta<Service>>, watcher::Error>>,
+    service_events: BoxStream<'static, Result<watcher::Event<ChildMeta<Service>>, watcher::Error>>,
     config_map_events:
-        BoxStream<'static, Result<watcher::Event<PartialObjectMeta<ConfigMap>>, watcher::Error>>,
+        BoxStream<'static, Result<watcher::Event<ChildMeta<ConfigMap>>, watcher::Error>>,
 }
 
 impl Feeds {
@@ -95,13 +94,13 @@ impl Feeds {
             api::<PartialObjectMeta<Service>>(client, settings),
             children(),
             keep.clone(),
-            metadata_read,
+            ChildMeta::read,
         );
         let (config_maps, config_map_events) = watches::projected(
             api::<PartialObjectMeta<ConfigMap>>(client, settings),
             children(),
             keep.clone(),
-            metadata_read,
+            ChildMeta::read,
         );
         let stacks = SharedWatch::new(api::<Stack>(client, settings), keep.clone());
         let functions = SharedWatch::new(api::<NetworkFunction>(client, settings), keep.clone());
@@ -127,12 +126,6 @@ impl Feeds {
         };
         (feeds, children)
     }
-}
-
-/// What the NetworkFunction controller reads of a child it caches as metadata.
-fn metadata_read<K>(mut child: PartialObjectMeta<K>) -> PartialObjectMeta<K> {
-    child.metadata = apply::metadata_read(child.metadata);
-    child
 }
 
 /// Builds and runs every controller until shutdown.

@@ -4,21 +4,27 @@
 //! is most of a Deployment's size, and nothing reads it from the cache: the
 //! rollout is followed from the status, and whether another writer changed
 //! what Strata declares is told by the digest (see
-//! [`crate::controllers::apply`]).
+//! [`crate::controllers::apply`]). Its labels and annotations are kept as
+//! lists of pairs: a map of a few entries takes several times their size.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Resource, api::ObjectMeta};
+use serde_json::Value;
 
-use crate::controllers::apply::spec_digest;
+use crate::controllers::apply::{DIGEST_ANNOTATION, Stamp, spec_digest};
 
 /// A function's Deployment as its controller reads it (serialized only to
 /// estimate the cache's size).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct DeploymentState {
-    /// The Deployment's metadata.
+    /// The Deployment's metadata, without its labels and annotations.
     pub metadata: ObjectMeta,
+    /// Its labels, in order.
+    pub labels: Box<[(String, String)]>,
+    /// Its annotations, in order.
+    pub annotations: Box<[(String, String)]>,
     /// `spec.replicas`: the pods wanted.
     pub replicas: Option<i32>,
     /// What its status says of the rollout, once it has one.
@@ -60,11 +66,41 @@ impl From<Deployment> for DeploymentState {
                     && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
             }),
         });
+        let mut metadata = d.metadata;
+        let pairs = |map: Option<BTreeMap<String, String>>| map.into_iter().flatten().collect();
         Self {
-            metadata: d.metadata,
+            labels: pairs(metadata.labels.take()),
+            annotations: pairs(metadata.annotations.take()),
+            metadata,
             replicas: d.spec.replicas,
             status,
             spec_digest: spec_digest(&spec),
+        }
+    }
+}
+
+impl DeploymentState {
+    /// Its stamp, if it has one.
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.annotations
+            .iter()
+            .find(|(key, _)| key == DIGEST_ANNOTATION)
+            .map(|(_, digest)| Stamp::of(digest))
+    }
+
+    /// Its metadata as JSON, labels and annotations included.
+    pub fn metadata_value(&self) -> Value {
+        serde_json::to_value(self.whole_metadata()).unwrap_or_default()
+    }
+
+    fn whole_metadata(&self) -> ObjectMeta {
+        let map = |pairs: &[(String, String)]| {
+            (!pairs.is_empty()).then(|| pairs.iter().cloned().collect::<BTreeMap<_, _>>())
+        };
+        ObjectMeta {
+            labels: map(&self.labels),
+            annotations: map(&self.annotations),
+            ..self.metadata.clone()
         }
     }
 }
@@ -198,7 +234,9 @@ mod tests {
         let a = deployment(&yaml("i:1"));
         assert_eq!(a.replicas, Some(2));
         assert_eq!(a.status, None);
-        assert_eq!(a.metadata.annotations.as_ref().unwrap()["a"], "b");
+        assert_eq!(a.metadata.annotations, None);
+        assert_eq!(&*a.annotations, &[("a".to_string(), "b".to_string())]);
+        assert_eq!(a.metadata_value()["annotations"]["a"], "b");
         let whole: Deployment = serde_yaml::from_str(&yaml("i:1")).unwrap();
         let spec = serde_json::to_value(whole.spec).unwrap();
         assert_eq!(

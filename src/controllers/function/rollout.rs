@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Resource, ResourceExt,
-    api::{Api, PartialObjectMeta},
+    api::Api,
     runtime::{
         controller::Action,
         events::EventType,
@@ -25,7 +25,7 @@ use crate::{
         NetworkFunction, NetworkFunctionStatus, Outcome, function::Provenance, promotion::Evidence,
     },
     controllers::{
-        apply::{ChildWrite, Live, apply_child},
+        apply::{ChildMeta, ChildWrite, Live, apply_child},
         conditions, waves,
     },
     render::function::Children,
@@ -130,7 +130,7 @@ pub(super) async fn apply_children(
             ns,
             MANAGER,
             config_map.clone(),
-            Live::Metadata(live.as_ref().map(|m| &m.metadata)),
+            Live::Metadata(live.as_deref().map(ChildMeta::shown)),
         )
         .await?;
         report_drift(nf, ctx, config_map, applied).await;
@@ -145,7 +145,10 @@ pub(super) async fn apply_children(
         ns,
         MANAGER,
         children.deployment.clone(),
-        Live::Digested(live.as_ref().map(|d| (&d.metadata, d.spec_digest.as_str()))),
+        Live::Digested(
+            live.as_ref()
+                .map(|d| (d.stamp(), d.metadata_value(), d.spec_digest.as_str())),
+        ),
     )
     .await?;
     report_drift(nf, ctx, &children.deployment, applied).await;
@@ -156,7 +159,7 @@ pub(super) async fn apply_children(
             ns,
             MANAGER,
             service.clone(),
-            Live::Metadata(live.as_ref().map(|m| &m.metadata)),
+            Live::Metadata(live.as_deref().map(ChildMeta::shown)),
         )
         .await?;
         report_drift(nf, ctx, service, applied).await;
@@ -192,10 +195,10 @@ where
 
 /// The cached metadata of child `name` in `ns`.
 fn cached<K>(
-    store: &Store<PartialObjectMeta<K>>,
+    store: &Store<ChildMeta<K>>,
     ns: &str,
     name: Option<&String>,
-) -> Option<Arc<PartialObjectMeta<K>>>
+) -> Option<Arc<ChildMeta<K>>>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
