@@ -2,6 +2,10 @@
 //! idleness, a stack version bump, a restart, growth to scale × N, bare
 //! and through Strata, and records over time ([`history`]); each
 //! within a [`PhaseWindow`] of the API server's and the operator's counts.
+//!
+//! The bare objects are removed after each bare phase, so that the Strata
+//! phase after it starts with the cluster the bare phase started with
+//! (nothing at N; Strata's N functions at scale).
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,7 @@ use crate::traffic::{PhaseWindow, account_writes, strata_object};
 use crate::waits::{deployment_available, function_ready, stacks_counted, wait_adopted, wait_all};
 use crate::workload::{
     BUMPED_VERSION, MAX_CONCURRENT, Object, STACK_VERSION, apply_all, bare_objects, function,
-    stack, stack_name,
+    remove_bare, stack, stack_name,
 };
 
 /// The phases, in order, each adding its figures to `report`.
@@ -61,6 +65,7 @@ pub async fn run(
         .ready_over_time
         .push(series("bare", AVAILABLE, ready?));
     let bare = window.close(client, "bare", n, bare_applied, None).await;
+    clear(client, bare_ns, options).await?;
 
     // (a) The same through Strata.
     phase(&format!("strata: {} stacks, {n} functions", options.stacks));
@@ -204,7 +209,8 @@ pub async fn run(
             .map(|i| function(i, options.stacks, options.scale_replicas))
             .collect();
         phase(&format!(
-            "scale, bare: {total} Deployments, Services and ConfigMaps ({} replicas for the added ones)",
+            "scale, bare: {} more Deployments, Services and ConfigMaps ({} replicas each), next to Strata's {n} functions",
+            total - n,
             options.scale_replicas
         ));
         let bare = bare_objects(&stacks, &added, bare_ns)?;
@@ -215,7 +221,7 @@ pub async fn run(
             apply_all(client, bare_ns, bare, options.apply_concurrency),
             wait_all(
                 deployments.clone(),
-                total,
+                total - n,
                 deployment_available,
                 started,
                 options.timeout(),
@@ -236,6 +242,7 @@ pub async fn run(
             )
             .await;
         report.phases.push(scale_bare.counts);
+        clear(client, bare_ns, options).await?;
 
         phase(&format!(
             "scale: {total} functions ({} replicas for the added ones)",
@@ -306,6 +313,17 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> f64 {
         (Some(a), Some(b)) if b > 0.0 => a / b,
         _ => 0.0,
     }
+}
+
+/// Removes the bare phase's objects before the Strata phase that follows
+/// it, so that both start with the same objects in the cluster: Strata's
+/// N functions at scale, none at N.
+async fn clear(client: &Client, bare_ns: &str, options: &Options) -> Result<()> {
+    phase("removing the bare objects");
+    let started = Instant::now();
+    remove_bare(client, bare_ns, options.timeout()).await?;
+    println!("    removed in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 pub fn phase(what: &str) {

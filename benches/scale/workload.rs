@@ -3,16 +3,21 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use futures::{StreamExt, stream};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use strata::api::{NetworkFunction, Stack, StackSpec};
 use strata::render::function::{ResolvedStack, desired};
 use strata::render::stack::render_stack;
-use strata_testkit::apply_object;
+use strata_testkit::{apply_object, wait_for_every};
 
 use crate::Result;
 
@@ -147,6 +152,78 @@ pub async fn apply_all(client: &Client, ns: &str, objects: Vec<Object>, concurre
             }
         })
         .await;
+}
+
+/// Deletes the bare objects in `ns` (and, through the garbage collector,
+/// their ReplicaSets and pods) and waits until they and the Services'
+/// endpoints are gone, so that the phase after starts with the cluster the
+/// bare phase before it started with. Much of the API server's work grows
+/// with the objects it holds (a Service's cluster IP allocation counts the
+/// allocated addresses), so each pair of phases must start from the same
+/// number of them, not the second from the first's leftovers.
+pub async fn remove_bare(client: &Client, ns: &str, within: Duration) -> Result<()> {
+    let every = ListParams::default();
+    // The namespace's own CA bundle is not the benchmark's.
+    let config_maps = ListParams::default().fields("metadata.name!=kube-root-ca.crt");
+    let background = DeleteParams::background();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .delete_collection(&background, &every)
+        .await?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .delete_collection(&background, &every)
+        .await?;
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .delete_collection(&background, &config_maps)
+        .await?;
+    wait_for_every(
+        Duration::from_millis(500),
+        within,
+        "the bare objects to be deleted",
+        || async {
+            let left = [
+                left::<Deployment>(client, ns, &every).await,
+                left::<ReplicaSet>(client, ns, &every).await,
+                left::<Pod>(client, ns, &every).await,
+                left::<Service>(client, ns, &every).await,
+                left::<EndpointSlice>(client, ns, &every).await,
+                left::<ConfigMap>(client, ns, &config_maps).await,
+            ];
+            left.iter()
+                .all(|left| left.is_none())
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "still there: {}",
+                        left.iter()
+                            .flatten()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// The kind of `K` when `ns` still holds any of them (or cannot be listed).
+async fn left<K>(client: &Client, ns: &str, params: &ListParams) -> Option<String>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&()).to_string();
+    match Api::<K>::namespaced(client.clone(), ns)
+        .list_metadata(&params.clone().limit(1))
+        .await
+    {
+        Ok(list) if list.items.is_empty() => None,
+        Ok(_) => Some(kind),
+        Err(error) => Some(format!("{kind} ({error})")),
+    }
 }
 
 fn as_value(object: &impl Serialize) -> Value {
