@@ -103,7 +103,13 @@ impl Feeds {
             ChildMeta::read,
         );
         let stacks = SharedWatch::new(api::<Stack>(client, settings), keep.clone());
-        let functions = SharedWatch::new(api::<NetworkFunction>(client, settings), keep.clone());
+        // Listed consistently: the term's first list tells the functions
+        // created before it (see `function::first_listed`).
+        let functions = SharedWatch::with_config(
+            api::<NetworkFunction>(client, settings),
+            watches::consistent(),
+            keep.clone(),
+        );
         let chains = SharedWatch::new(api::<ServiceChain>(client, settings), keep.clone());
         let stores = Stores {
             stacks: stacks.store(),
@@ -133,6 +139,7 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
     let settings = gate.settings.clone();
     let shutdown = gate.shutdown.clone();
     let client = process.client.clone();
+    let sharded = process.territory.shard().is_sharded();
     // A replica caches the namespaces of its shard only.
     let keep: Keep = {
         let (settings, shard) = (settings.clone(), process.territory.shard());
@@ -165,6 +172,16 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
         &chain_ctx,
     );
 
+    let first_listed = {
+        let (functions, function_ctx) = (feeds.stores.functions.clone(), function_ctx.clone());
+        async move {
+            // Before any reconcile. A replica of one shard among several
+            // may be handed a namespace during its term: not for it.
+            if !sharded {
+                function::first_listed(&function_ctx, &functions.state());
+            }
+        }
+    };
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let stacks = stack_controller(&mut feeds, config.clone())
         .graceful_shutdown_on(shutdown.clone())
@@ -202,6 +219,7 @@ pub(super) async fn run_controllers(process: Process, gate: Gate) {
         feeds.stores.clone(),
         async {
             watches_listed.await;
+            first_listed.await;
         },
         gate,
         process.health,

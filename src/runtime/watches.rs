@@ -50,6 +50,13 @@ pub fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
+/// The watch parameters for a watch whose lists must show every object
+/// created before they were made: each list is read as of its request,
+/// not from whatever the API server's cache holds.
+pub fn consistent() -> watcher::Config {
+    watcher::Config::default()
+}
+
 /// Which namespaces' objects a watch keeps: the others are dropped before
 /// the cache (a replica of one shard caches its shard only).
 pub type Keep = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
@@ -109,7 +116,13 @@ where
     /// Watches the objects of `K` in `api` that `keep` keeps (nothing
     /// happens before [`Self::run`]).
     pub fn new(api: Api<K>, keep: Keep) -> Self {
-        let (store, events) = cached(api, config(), keep);
+        Self::with_config(api, config(), keep)
+    }
+
+    /// Like [`Self::new`], its lists made with `config` (e.g. consistent
+    /// ones: [`consistent`]).
+    pub fn with_config(api: Api<K>, config: watcher::Config, keep: Keep) -> Self {
+        let (store, events) = cached(api, config, keep);
         Self {
             store,
             events: events.boxed(),

@@ -58,6 +58,8 @@ pub struct State {
     adoptions: adoption::Adoptions,
     /// Where each function's ledger of DeploymentRecords ends, as this process knows it.
     ledgers: records::Ledgers,
+    /// The functions there when this term first listed them.
+    first_listed: records::FirstListed,
     /// The upstream records promotion gates read.
     pub upstreams: upstream::Upstreams,
     /// When each function's status was last written: a rollout's progress
@@ -188,10 +190,19 @@ pub fn error_policy(nf: Arc<NetworkFunction>, error: &Error, ctx: Ctx) -> Action
     skeleton::error_policy::<Functions>(nf, error, ctx)
 }
 
+/// The functions in `listed` were there when this term first listed them
+/// (see [`records::FirstListed`]): the others' first rollouts list no records.
+pub fn first_listed(ctx: &Context, listed: &[Arc<NetworkFunction>]) {
+    ctx.state
+        .first_listed
+        .were(listed.iter().filter_map(|nf| nf.metadata.uid.as_deref()));
+}
+
 /// Forgets what this process remembers of a deleted function.
 pub fn forget(ctx: &Context, nf: &NetworkFunction) {
     metrics::forget(ctx, nf);
     ctx.state.ledgers.forget(&nf.uid().unwrap_or_default());
+    ctx.state.first_listed.forget(&nf.uid().unwrap_or_default());
     ctx.state
         .retired_configs
         .forget(&nf.uid().unwrap_or_default());

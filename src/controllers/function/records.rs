@@ -2,7 +2,8 @@
 //! deterministically so that a restarted operator finds, rather than
 //! duplicates, the record of a rollout it had started.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use kube::{
     ResourceExt,
@@ -168,6 +169,53 @@ impl Ledgers {
             known.remove(uid);
         }
     }
+
+    /// Whether this process knows nothing of the ledger of the function
+    /// with `uid`: it has not read, written or tried to write its records.
+    fn untouched(&self, uid: &str) -> bool {
+        self.0.lock().is_ok_and(|known| !known.contains_key(uid))
+    }
+}
+
+/// The functions that were there when this term first listed them, by a
+/// hash of their uid. The list is read after the lease is taken, so a
+/// function created later has been seen by no other leader, and has no
+/// records an earlier process left behind: its first rollout needs no list
+/// of the namespace's records. Until the list is known, and for a replica
+/// of one shard among several (a namespace may move to it from another
+/// replica during its term), every function counts as listed.
+#[derive(Default)]
+pub struct FirstListed(std::sync::Mutex<Option<HashSet<u64>>>);
+
+impl FirstListed {
+    /// The functions with `uids` were there when this term first listed them.
+    pub fn were<'a>(&self, uids: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut listed) = self.0.lock() {
+            *listed = Some(uids.into_iter().map(uid_hash).collect());
+        }
+    }
+
+    /// Whether the function with `uid` may have been there before this
+    /// term (a hash shared with one that was counts as there too).
+    fn holds(&self, uid: &str) -> bool {
+        self.0.lock().map_or(true, |listed| {
+            listed.as_ref().is_none_or(|l| l.contains(&uid_hash(uid)))
+        })
+    }
+
+    /// Forgets the function with `uid`: its records were listed, or it was deleted.
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut listed) = self.0.lock()
+            && let Some(listed) = listed.as_mut()
+        {
+            listed.remove(&uid_hash(uid));
+        }
+    }
+}
+
+/// A hash of `uid`, the same within this process.
+fn uid_hash(uid: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(uid)
 }
 
 /// Finds where the ledger of `nf` ends before the rollout of `target`;
@@ -193,6 +241,15 @@ pub async fn ledger_end(
             previous: recorded.map(str::to_string),
         });
     }
+    // Created while this process leads, and never rolled out: no records.
+    if recorded.is_none()
+        && ctx.state.ledgers.untouched(&uid)
+        && !ctx.state.first_listed.holds(&uid)
+    {
+        ctx.state.ledgers.ended_at(&uid, None);
+        ctx.state.ledgers.counted(&uid, Some(0));
+        return Ok(LedgerEnd::default());
+    }
     let api: Api<DeploymentRecord> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{LABEL_NETWORK_FUNCTION}={}", nf.name_any());
     let records = api
@@ -204,6 +261,7 @@ pub async fn ledger_end(
     });
     ctx.state.ledgers.ended_at(&uid, end.previous.clone());
     ctx.state.ledgers.counted(&uid, Some(records.len()));
+    ctx.state.first_listed.forget(&uid);
     Ok(end)
 }
 
@@ -331,7 +389,12 @@ pub async fn ensure(
             ctx.state.ledgers.counted(&uid, None);
             Ok((api.get(&target.record).await?.spec.started_at, false))
         }
-        Err(e) => Err(e.into()),
+        // The record may have been created all the same (an answer lost on
+        // the way): its records are listed before the next rollout.
+        Err(e) => {
+            ctx.state.ledgers.counted(&uid, None);
+            Err(e.into())
+        }
     }
 }
 

@@ -297,3 +297,74 @@ fn the_conditional_patch_tests_progressing_and_replaces_the_whole_status() {
         Some(true)
     );
 }
+
+fn upf() -> NetworkFunction {
+    serde_yaml::from_str(
+        "apiVersion: strata.dev/v1alpha1\nkind: NetworkFunction\n\
+         metadata: {name: upf, namespace: ns, uid: u1, generation: 1}\n\
+         spec: {version: 1.0.0, image: 'upf@sha256:0', stackRef: {name: edge-net, version: '^1'}}",
+    )
+    .unwrap()
+}
+
+const RECORDS_PATH: &str = "/apis/strata.dev/v1alpha1/namespaces/ns/deploymentrecords";
+
+/// A context whose API server answers a list of records with none.
+fn listing_none() -> (
+    std::sync::Arc<Context>,
+    crate::controllers::fixtures::Requests,
+) {
+    let (ctx, _caches, requests) = context(super::super::State::default(), |m, _| {
+        assert_eq!(m, http::Method::GET, "only the list of records");
+        Answer::Object(serde_json::json!({
+            "apiVersion": "strata.dev/v1alpha1",
+            "kind": "DeploymentRecordList",
+            "metadata": {},
+            "items": [],
+        }))
+    });
+    (ctx, requests)
+}
+
+#[tokio::test]
+async fn the_first_rollout_of_a_function_created_while_leading_lists_no_records() {
+    let (ctx, requests) = listing_none();
+    ctx.state.first_listed.were(["u0"]);
+    let end = ledger_end(&ctx, &upf(), "ns", &Provenance::default(), None)
+        .await
+        .unwrap();
+    assert_eq!((end.unwritten.len(), end.previous), (0, None));
+    assert_eq!(requests.seen(), Vec::<String>::new());
+    assert_eq!(ctx.state.ledgers.records("u1"), Some(0), "none to prune");
+}
+
+#[tokio::test]
+async fn a_function_there_before_the_term_lists_its_records_once() {
+    let (ctx, requests) = listing_none();
+    ctx.state.first_listed.were(["u1"]);
+    let target = Provenance::default();
+    ledger_end(&ctx, &upf(), "ns", &target, None).await.unwrap();
+    assert_eq!(requests.seen(), vec![format!("GET {RECORDS_PATH}")]);
+    assert!(!ctx.state.first_listed.holds("u1"), "listed: forgotten");
+}
+
+#[tokio::test]
+async fn before_the_first_list_is_known_every_function_lists_its_records() {
+    let (ctx, requests) = listing_none();
+    ledger_end(&ctx, &upf(), "ns", &Provenance::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(requests.seen(), vec![format!("GET {RECORDS_PATH}")]);
+}
+
+#[tokio::test]
+async fn a_record_whose_creation_failed_is_looked_for_before_the_next_rollout() {
+    let (ctx, requests) = listing_none();
+    ctx.state.first_listed.were([]);
+    // A create whose answer was lost: the record may be there.
+    ctx.state.ledgers.counted("u1", None);
+    ledger_end(&ctx, &upf(), "ns", &Provenance::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(requests.seen(), vec![format!("GET {RECORDS_PATH}")]);
+}
