@@ -90,18 +90,17 @@ impl DeploymentState {
 
     /// Its metadata as JSON, labels and annotations included.
     pub fn metadata_value(&self) -> Value {
-        serde_json::to_value(self.whole_metadata()).unwrap_or_default()
-    }
-
-    fn whole_metadata(&self) -> ObjectMeta {
-        let map = |pairs: &[(String, String)]| {
-            (!pairs.is_empty()).then(|| pairs.iter().cloned().collect::<BTreeMap<_, _>>())
-        };
-        ObjectMeta {
-            labels: map(&self.labels),
-            annotations: map(&self.annotations),
-            ..self.metadata.clone()
+        let mut value = serde_json::to_value(&self.metadata).unwrap_or_default();
+        for (field, pairs) in [("labels", &self.labels), ("annotations", &self.annotations)] {
+            if !pairs.is_empty() {
+                value[field] = pairs
+                    .iter()
+                    .map(|(key, v)| (key.clone(), Value::from(v.as_str())))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+            }
         }
+        value
     }
 }
 
