@@ -192,6 +192,9 @@ struct Trace {
     /// its whole spec, hashed together ([`digested`]).
     digested: u128,
     resource_version: Option<String>,
+    /// Its `metadata.generation` then; `None` while a write of it is under
+    /// way or was left without an answer.
+    generation: Option<i64>,
     /// The uid of the child's controller (its owner), to forget it with them.
     owner: Option<String>,
 }
@@ -250,10 +253,38 @@ impl Traces {
             fingerprint,
             digested,
             resource_version: meta.resource_version.clone(),
+            generation: meta.generation,
             owner,
         };
         if let Ok(mut traces) = self.0.lock() {
             traces.insert(Self::key::<K>(ns, &live.name_any()), trace);
+        }
+    }
+
+    /// The `metadata.generation` child `name` in `ns` had when this process
+    /// last applied or read it, unless a write of it has been sent since
+    /// without an answer: a cache showing this generation or a later one
+    /// shows that write. `None` when this process has not written the child
+    /// yet (it may have started since), or its last write is unanswered.
+    pub(crate) fn generation<K: Resource<DynamicType = ()>>(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Option<i64> {
+        self.0
+            .lock()
+            .ok()?
+            .get(&Self::key::<K>(ns, name))?
+            .generation
+    }
+
+    /// A write of child `name` in `ns` is about to be sent: until its answer
+    /// is recorded, the generation this process knows is not the child's.
+    fn writing<K: Resource<DynamicType = ()>>(&self, ns: &str, name: &str) {
+        if let Ok(mut traces) = self.0.lock()
+            && let Some(trace) = traces.get_mut(&Self::key::<K>(ns, name))
+        {
+            trace.generation = None;
         }
     }
 
@@ -326,6 +357,7 @@ pub(crate) async fn apply_child<K: Child, S>(
         outcome = ChildWrite::Restored;
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    ctx.traces.writing::<K>(ns, &name);
     let applied = server_side_apply(&api, manager, &child).await?;
     let applied_value = serde_json::to_value(&applied).unwrap_or_default();
     ctx.traces.record(ns, &desired, &applied, &applied_value);

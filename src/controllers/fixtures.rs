@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Client, Resource,
     client::Body,
@@ -14,7 +15,7 @@ use kube::{
 use serde::Serialize;
 use tower_test::mock;
 
-use super::{Context, Shared, Stores, relations::Relations};
+use super::{Context, Shared, Stores, function::DeploymentState, relations::Relations};
 use crate::{
     api::{NetworkFunction, ServiceChain, Stack},
     runtime::{fence::WriteFence, metrics::Metrics, settings::Settings},
@@ -52,6 +53,7 @@ impl Requests {
 pub(crate) struct Caches {
     stacks: reflector::store::Writer<Stack>,
     functions: reflector::store::Writer<NetworkFunction>,
+    deployments: reflector::store::Writer<DeploymentState>,
     relations: Arc<Relations>,
 }
 
@@ -60,6 +62,12 @@ impl Caches {
     pub(crate) fn stack(&mut self, stack: Stack) {
         self.stacks
             .apply_watcher_event(&watcher::Event::Apply(stack));
+    }
+
+    /// Puts `deployment` in the Deployment cache (as the controllers keep it).
+    pub(crate) fn deployment(&mut self, deployment: Deployment) {
+        self.deployments
+            .apply_watcher_event(&watcher::Event::Apply(deployment.into()));
     }
 
     /// Puts `nf` in the NetworkFunction cache and the relations index.
@@ -109,11 +117,12 @@ pub(crate) fn context<S>(
     let (stacks, stack_writer) = reflector::store();
     let (functions, function_writer) = reflector::store();
     let (chains, _) = reflector::store::<ServiceChain>();
+    let (deployments, deployment_writer) = reflector::store();
     let stores = Stores {
         stacks,
         functions,
         chains,
-        deployments: reflector::store().0,
+        deployments,
         services: reflector::store().0,
         config_maps: reflector::store().0,
     };
@@ -130,6 +139,7 @@ pub(crate) fn context<S>(
     let caches = Caches {
         stacks: stack_writer,
         functions: function_writer,
+        deployments: deployment_writer,
         relations,
     };
     (Arc::new(Context::new(shared, state)), caches, requests)

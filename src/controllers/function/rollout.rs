@@ -294,11 +294,15 @@ pub(super) async fn follow_next(
 }
 
 /// The function's Deployment and the state of its rollout, from the cache;
-/// when a rollout not yet concluded looks concluded there, from the API
-/// server. The cache can lag a template applied moments ago (by this
+/// when a rollout not yet concluded looks concluded there, and the cache is
+/// not known to show this process's last write of the Deployment, from the
+/// API server. The cache can lag a template applied moments ago (by this
 /// reconcile or an earlier one): it would show the previous rollout,
-/// complete, and the new one would be declared Ready before any of its
-/// pods exist.
+/// complete, and the new one would be declared Ready before any of its pods
+/// exist. A cache at the generation this process's last apply (or read)
+/// answered with, or a later one, shows that template or a newer one; after
+/// a restart, or a write left without an answer, nothing is known, and the
+/// Deployment is read.
 async fn deployment_rollout(
     ctx: &Context,
     nf: &NetworkFunction,
@@ -316,7 +320,13 @@ async fn deployment_rollout(
         .deployments
         .get(&ObjectRef::new(&name).within(ns));
     let rollout = state(&cached);
-    if !concluding || matches!(rollout, Rollout::Progressing(_)) {
+    let written = ctx.traces.generation::<Deployment>(ns, &name);
+    let shows_written = cached
+        .as_deref()
+        .and_then(|d| d.metadata.generation)
+        .zip(written)
+        .is_some_and(|(shown, written)| shown >= written);
+    if !concluding || matches!(rollout, Rollout::Progressing(_)) || shows_written {
         return Ok((cached, rollout));
     }
     let live = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
@@ -339,3 +349,6 @@ async fn conclude(
 ) -> Result<()> {
     records::conclude(ctx, ns, &nf.name_any(), deployed, outcome).await
 }
+
+#[cfg(test)]
+mod tests;
