@@ -16,6 +16,10 @@ pub struct Options {
     /// Quick mode: N = 100, history 10 × 5.
     #[arg(long)]
     pub quick: bool,
+    /// Pairs of a bare phase and a Strata phase at N, each from an empty
+    /// cluster (`--quick`: 1); the phases after go on from the last.
+    #[arg(long, default_value_t = 3)]
+    pub pairs: usize,
     /// Stacks the functions are spread over.
     #[arg(long, default_value_t = 10)]
     pub stacks: usize,
@@ -76,14 +80,17 @@ pub struct Options {
 }
 
 impl Options {
-    /// The options from the command line; `--quick` sets N to 100 and the
-    /// history phase, unless given, to 10 functions × 5 rollouts.
+    /// The options from the command line; `--quick` sets N to 100 and, unless
+    /// given, one pair and the history phase to 10 functions × 5 rollouts.
     pub fn parse_args() -> Self {
         let matches = Self::command().get_matches();
         let mut options = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
         if options.quick {
             options.functions = 100;
+            if defaulted("pairs") {
+                options.pairs = 1;
+            }
             if defaulted("history_functions") {
                 options.history_functions = 10;
             }

@@ -1,5 +1,5 @@
-//! The measurements, in order: the bare objects, the same through Strata,
-//! idleness, a stack version bump, a restart, growth to scale × N, bare
+//! The measurements, in order: pairs of the bare objects and the same
+//! through Strata (the last pair's operator goes on), idleness, a stack version bump, a restart, growth to scale × N, bare
 //! and through Strata, and records over time ([`history`]); each
 //! within a [`PhaseWindow`] of the API server's and the operator's counts.
 //!
@@ -9,17 +9,18 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
 use kube::{Api, Client};
 use serde_json::Value;
 use strata::api::NetworkFunction;
+use strata_testkit::TestNamespace;
 
 use crate::Result;
 use crate::history;
 use crate::measure::MeasuredOperator;
 use crate::options::Options;
-use crate::report::{ReadySeries, Report};
-use crate::traffic::{PhaseWindow, account_writes, strata_object};
+use crate::report::{PairFigures, PhaseCounts, ReadySeries, Report, median};
+use crate::traffic::{PhaseCost, PhaseWindow, account_writes, strata_object};
 use crate::waits::{deployment_available, function_ready, stacks_counted, wait_adopted, wait_all};
 use crate::workload::{
     BUMPED_VERSION, MAX_CONCURRENT, Object, STACK_VERSION, apply_all, bare_objects, function,
@@ -42,66 +43,41 @@ pub async fn run(
         .map(|i| function(i, options.stacks, options.replicas))
         .collect();
 
-    // (b) The bare objects: what Strata renders for each function, applied directly.
-    phase(&format!("bare: {} Deployments, Services and ConfigMaps", n));
-    let bare = bare_objects(&stacks, &functions, bare_ns)?;
-    let bare_applied = bare.len();
-    let window = PhaseWindow::open(client, None).await;
-    let started = Instant::now();
-    let deployments = Api::<Deployment>::namespaced(client.clone(), bare_ns);
-    let (_, ready) = tokio::join!(
-        apply_all(client, bare_ns, bare, options.apply_concurrency),
-        wait_all(
-            deployments.clone(),
-            n,
-            deployment_available,
-            started,
-            options.timeout(),
-            "bare Deployments Available",
-        )
-    );
-    report.bare_seconds = started.elapsed().as_secs_f64();
-    report
-        .ready_over_time
-        .push(series("bare", AVAILABLE, ready?));
-    let bare = window.close(client, "bare", n, bare_applied, None).await;
-    clear(client, bare_ns, options).await?;
-
-    // (a) The same through Strata.
-    phase(&format!("strata: {} stacks, {n} functions", options.stacks));
-    let mut operator = MeasuredOperator::start(strata_ns, options.record_retention);
-    operator.wait_ready(Duration::from_secs(60)).await;
-    let cpu_before = operator.cpu_seconds();
-    let window = PhaseWindow::open(client, Some(&operator)).await;
-    let started = Instant::now();
-    let objects = stacks
-        .iter()
-        .cloned()
-        .map(Object::Stack)
-        .chain(functions.iter().cloned().map(Object::Function))
-        .collect();
-    let nfs = Api::<NetworkFunction>::namespaced(client.clone(), strata_ns);
-    let (_, ready) = tokio::join!(
-        apply_all(client, strata_ns, objects, options.apply_concurrency),
-        wait_all(
-            nfs.clone(),
-            n,
-            function_ready,
-            started,
-            options.timeout(),
-            "NetworkFunctions Ready",
-        )
-    );
-    report.strata_seconds = started.elapsed().as_secs_f64();
-    report.ready_over_time.push(series("strata", READY, ready?));
-    // The stacks' consumer counts follow within a second; idleness starts then.
-    stacks_counted(client, strata_ns, n, options.timeout()).await;
-    report.ratio = report.strata_seconds / report.bare_seconds;
-    report.operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
-    report.reconciles_per_function = operator.reconciles().await / n as f64;
-    let strata = window
-        .close(client, "strata", n, options.stacks + n, Some(&operator))
-        .await;
+    // Pairs of (b) the bare objects and (a) the same through Strata, each
+    // from an empty cluster: the first ones in a namespace of their own,
+    // deleted afterwards; the last one in `strata_ns`, which the phases
+    // after it go on with. The bare phase's pace moves with the machine
+    // from one run to the next: the pairs show by how much.
+    for k in 1..options.pairs.max(1) {
+        let ns = TestNamespace::create(client, &format!("bench-strata-{k}")).await;
+        let mut pair = pair(client, options, &stacks, &functions, bare_ns, ns.name()).await?;
+        report.pairs.push(pair.figures());
+        pair.operator.terminate(Duration::from_secs(60)).await?;
+        remove_namespace(client, ns, options).await?;
+    }
+    let Pair {
+        bare,
+        strata,
+        bare_seconds,
+        strata_seconds,
+        bare_ready,
+        strata_ready,
+        mut operator,
+        operator_cpu_seconds,
+        reconciles_per_function,
+    } = pair(client, options, &stacks, &functions, bare_ns, strata_ns).await?;
+    report.pairs.push(PairFigures::of(
+        bare_seconds,
+        strata_seconds,
+        &bare.counts,
+        &strata.counts,
+    ));
+    report.bare_seconds = bare_seconds;
+    report.strata_seconds = strata_seconds;
+    report.ready_over_time.extend([bare_ready, strata_ready]);
+    report.ratio = strata_seconds / bare_seconds;
+    report.operator_cpu_seconds = operator_cpu_seconds;
+    report.reconciles_per_function = reconciles_per_function;
     account_writes(
         report,
         &bare.apiserver.writes(),
@@ -122,6 +98,8 @@ pub async fn run(
     );
     report.operator_writes_per_function = strata.counts.operator_writes_per_function.unwrap_or(0.0);
     report.phases.extend([bare.counts, strata.counts]);
+    let nfs = Api::<NetworkFunction>::namespaced(client.clone(), strata_ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), bare_ns);
 
     // Idle: nothing changes; nothing should be written.
     phase(&format!("idle for {} s", options.idle_seconds));
@@ -265,7 +243,8 @@ pub async fn run(
         report.scale_seconds = started.elapsed().as_secs_f64();
         report.ready_over_time.push(series("scale", READY, ready?));
         report.scale_ratio = report.scale_seconds / report.scale_bare_seconds;
-        report.scale_ratio_growth = report.scale_ratio / report.ratio;
+        let at_n = median(report.pairs.iter().map(|p| p.ratio).collect());
+        report.scale_ratio_growth = report.scale_ratio / at_n;
         let scale = window
             .close(client, "scale", total - n, total - n, Some(&operator))
             .await;
@@ -304,6 +283,151 @@ pub async fn run(
         report.phases.push(counts);
     }
     operator.terminate(Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+/// One pair's measurements, and the operator of its Strata phase, still running.
+struct Pair {
+    bare: PhaseCost,
+    strata: PhaseCost,
+    bare_seconds: f64,
+    strata_seconds: f64,
+    bare_ready: ReadySeries,
+    strata_ready: ReadySeries,
+    operator: MeasuredOperator,
+    operator_cpu_seconds: f64,
+    reconciles_per_function: f64,
+}
+
+impl Pair {
+    fn figures(&self) -> PairFigures {
+        PairFigures::of(
+            self.bare_seconds,
+            self.strata_seconds,
+            &self.bare.counts,
+            &self.strata.counts,
+        )
+    }
+}
+
+impl PairFigures {
+    fn of(
+        bare_seconds: f64,
+        strata_seconds: f64,
+        bare: &PhaseCounts,
+        strata: &PhaseCounts,
+    ) -> Self {
+        Self {
+            bare_seconds,
+            strata_seconds,
+            ratio: strata_seconds / bare_seconds,
+            write_ratio: ratio(strata.writes_per_function, bare.writes_per_function),
+            cpu_ratio: ratio(
+                strata.cpu_seconds_per_function,
+                bare.cpu_seconds_per_function,
+            ),
+            bare_cpu_ms_per_function: bare.cpu_seconds_per_function.unwrap_or(0.0) * 1e3,
+            strata_cpu_ms_per_function: strata.cpu_seconds_per_function.unwrap_or(0.0) * 1e3,
+        }
+    }
+}
+
+/// (b) The bare objects in `bare_ns`, removed afterwards, then (a) the
+/// same through an operator started for `strata_ns`.
+async fn pair(
+    client: &Client,
+    options: &Options,
+    stacks: &[Value],
+    functions: &[Value],
+    bare_ns: &str,
+    strata_ns: &str,
+) -> Result<Pair> {
+    let n = functions.len();
+    phase(&format!("bare: {n} Deployments, Services and ConfigMaps"));
+    let objects = bare_objects(stacks, functions, bare_ns)?;
+    let bare_applied = objects.len();
+    let window = PhaseWindow::open(client, None).await;
+    let started = Instant::now();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), bare_ns);
+    let (_, ready) = tokio::join!(
+        apply_all(client, bare_ns, objects, options.apply_concurrency),
+        wait_all(
+            deployments,
+            n,
+            deployment_available,
+            started,
+            options.timeout(),
+            "bare Deployments Available",
+        )
+    );
+    let bare_seconds = started.elapsed().as_secs_f64();
+    let bare_ready = series("bare", AVAILABLE, ready?);
+    let bare = window.close(client, "bare", n, bare_applied, None).await;
+    clear(client, bare_ns, options).await?;
+
+    phase(&format!("strata: {} stacks, {n} functions", stacks.len()));
+    let mut operator = MeasuredOperator::start(strata_ns, options.record_retention);
+    operator.wait_ready(Duration::from_secs(60)).await;
+    let cpu_before = operator.cpu_seconds();
+    let window = PhaseWindow::open(client, Some(&operator)).await;
+    let started = Instant::now();
+    let objects = stacks
+        .iter()
+        .cloned()
+        .map(Object::Stack)
+        .chain(functions.iter().cloned().map(Object::Function))
+        .collect();
+    let nfs = Api::<NetworkFunction>::namespaced(client.clone(), strata_ns);
+    let (_, ready) = tokio::join!(
+        apply_all(client, strata_ns, objects, options.apply_concurrency),
+        wait_all(
+            nfs,
+            n,
+            function_ready,
+            started,
+            options.timeout(),
+            "NetworkFunctions Ready",
+        )
+    );
+    let strata_seconds = started.elapsed().as_secs_f64();
+    let strata_ready = series("strata", READY, ready?);
+    // The stacks' consumer counts follow within a second; idleness starts then.
+    stacks_counted(client, strata_ns, n, options.timeout()).await;
+    let operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
+    let reconciles_per_function = operator.reconciles().await / n as f64;
+    let strata = window
+        .close(client, "strata", n, stacks.len() + n, Some(&operator))
+        .await;
+    Ok(Pair {
+        bare,
+        strata,
+        bare_seconds,
+        strata_seconds,
+        bare_ready,
+        strata_ready,
+        operator,
+        operator_cpu_seconds,
+        reconciles_per_function,
+    })
+}
+
+/// Deletes an earlier pair's namespace (its operator stopped: the test
+/// kit lifts the Stacks' deletion protection) and waits until it is gone.
+async fn remove_namespace(client: &Client, ns: TestNamespace, options: &Options) -> Result<()> {
+    phase(&format!("removing {}", ns.name()));
+    let started = Instant::now();
+    let name = ns.name().to_string();
+    ns.cleanup().await;
+    let namespaces = Api::<Namespace>::all(client.clone());
+    while namespaces.get_opt(&name).await?.is_some() {
+        if started.elapsed() > options.timeout() {
+            return Err(
+                format!("namespace {name} still there after {:?}", options.timeout()).into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("    removed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

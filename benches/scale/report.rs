@@ -4,6 +4,21 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+/// One pair of a bare phase and a Strata phase, each from an empty cluster.
+#[derive(Serialize, Default, Clone)]
+pub struct PairFigures {
+    pub bare_seconds: f64,
+    pub strata_seconds: f64,
+    /// `strata_seconds / bare_seconds`.
+    pub ratio: f64,
+    /// The floor the writes (every writer's, per function) imply.
+    pub write_ratio: f64,
+    /// The floor the CPU of the plane and the operator implies.
+    pub cpu_ratio: f64,
+    pub bare_cpu_ms_per_function: f64,
+    pub strata_cpu_ms_per_function: f64,
+}
+
 /// What one run measured; written as JSON.
 #[derive(Serialize, Default)]
 pub struct Report {
@@ -23,6 +38,9 @@ pub struct Report {
     /// bare objects: the floor the machine's work implies, when the
     /// machine's cores are what limits both phases.
     pub cpu_ratio: f64,
+    /// Every pair of a bare phase and a Strata phase, in order; the last
+    /// is the one the figures above and `phases` are of.
+    pub pairs: Vec<PairFigures>,
     /// What the API server counted in each phase, in order.
     pub phases: Vec<PhaseCounts>,
     /// Mutating requests by resource and verb in the bare and Strata phases,
@@ -65,8 +83,9 @@ pub struct Report {
     pub scale_bare_seconds: f64,
     /// `scale_seconds / scale_bare_seconds`: the time ratio of the growth.
     pub scale_ratio: f64,
-    /// `scale_ratio / ratio`: how the time ratio at scale × N compares with
-    /// the one at N (1: Strata's cost grows as the bare controllers' does).
+    /// `scale_ratio` over the median ratio of the pairs at N: how the time
+    /// ratio at scale × N compares with the one at N (1: Strata's cost grows
+    /// as the bare controllers' does).
     pub scale_ratio_growth: f64,
     /// The number of objects Ready (functions) or Available (bare
     /// Deployments) over time, in the phases that wait for them, as the
@@ -305,4 +324,15 @@ pub fn machine() -> String {
         .map(|kib| kib / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     format!("{cores} cores ({cpu}), {memory:.0} GiB")
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use crate::report::{CacheCount, History, PhaseCounts, RecordList, Report};
+use crate::report::{CacheCount, History, PairFigures, PhaseCounts, RecordList, Report, median};
 
 /// Prints the figures as a table.
 pub fn print(r: &Report) {
@@ -123,6 +123,7 @@ pub fn print(r: &Report) {
     for (what, value) in rows {
         let _ = writeln!(out, "  {what:<52} {value}");
     }
+    print_pairs(&mut out, &r.pairs);
     if r.scaled_functions > 0 {
         let _ = writeln!(
             out,
@@ -151,7 +152,7 @@ pub fn print(r: &Report) {
             "  {:<52} {:.2} (at N {:.2}; growth {:.2})",
             format!("ratio at {}: Strata / bare", r.scaled_functions),
             r.scale_ratio,
-            r.ratio,
+            r.scale_ratio / r.scale_ratio_growth,
             r.scale_ratio_growth
         );
         let kib_per_function = r.rss_steady_mib_at_scale * 1024.0 / r.scaled_functions as f64;
@@ -286,6 +287,44 @@ type Cell = fn(&PhaseCounts) -> String;
 
 /// Prints the operator's caches `when`: objects, estimated heap bytes and
 /// bytes per object, by kind.
+/// Every pair at N, and their medians, when there was more than one.
+fn print_pairs(out: &mut impl std::io::Write, pairs: &[PairFigures]) {
+    if pairs.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  pairs at N, each from an empty cluster: bare / Strata; ratio; the floors the writes and the CPU imply; CPU per function"
+    );
+    for (i, p) in pairs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "    {}  {:.1} / {:.1} s; {:.2}; writes {:.2} ({:+.2}), CPU {:.2} ({:+.2}); {:.1} / {:.1} ms",
+            i + 1,
+            p.bare_seconds,
+            p.strata_seconds,
+            p.ratio,
+            p.write_ratio,
+            p.ratio - p.write_ratio,
+            p.cpu_ratio,
+            p.ratio - p.cpu_ratio,
+            p.bare_cpu_ms_per_function,
+            p.strata_cpu_ms_per_function,
+        );
+    }
+    let median = |f: fn(&PairFigures) -> f64| median(pairs.iter().map(f).collect());
+    let _ = writeln!(
+        out,
+        "  {:<52} {:.2}; writes {:.2} ({:+.2} above it); CPU {:.2} ({:+.2})",
+        format!("median of the {} pairs", pairs.len()),
+        median(|p| p.ratio),
+        median(|p| p.write_ratio),
+        median(|p| p.ratio - p.write_ratio),
+        median(|p| p.cpu_ratio),
+        median(|p| p.ratio - p.cpu_ratio),
+    );
+}
+
 fn print_caches(out: &mut impl std::io::Write, when: &str, caches: &[CacheCount]) {
     if caches.is_empty() {
         return;
