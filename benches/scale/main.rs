@@ -16,7 +16,8 @@
 //! prints, and fails only when something does not converge.
 //!
 //! [`options`] says what to run, [`workload`] what is applied, [`phases`]
-//! runs the measurements in order ([`history`]: records over time) and
+//! runs the measurements in order ([`history`]: records over time,
+//! [`costs`]: what one request of each kind costs the API server) and
 //! [`waits`] for what they wait for,
 //! [`measure`] reads the operator's process,
 //! [`traffic`] what each phase cost the API server (its own counters, read
@@ -28,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+mod costs;
 mod history;
 mod measure;
 mod options;

@@ -20,6 +20,10 @@ pub struct Options {
     /// cluster (`--quick`: 1); the phases after go on from the last.
     #[arg(long, default_value_t = 3)]
     pub pairs: usize,
+    /// Requests of each kind the request-cost phase sends (default N / 2;
+    /// 0 skips it).
+    #[arg(long)]
+    pub cost_requests: Option<usize>,
     /// Stacks the functions are spread over.
     #[arg(long, default_value_t = 10)]
     pub stacks: usize,

@@ -16,6 +16,7 @@ use strata::api::NetworkFunction;
 use strata_testkit::TestNamespace;
 
 use crate::Result;
+use crate::costs;
 use crate::history;
 use crate::measure::MeasuredOperator;
 use crate::options::Options;
@@ -178,6 +179,16 @@ pub async fn run(
         .map(|(_, v)| v)
         .sum::<f64>()
         + 0.0;
+
+    // What one request of each kind costs the API server.
+    let cost_requests = options.cost_requests.unwrap_or(n / 2);
+    if cost_requests > 0 {
+        phase(&format!(
+            "request costs: {cost_requests} requests of each kind, in a namespace of their own"
+        ));
+        report.request_costs =
+            costs::run(client, options, &stacks, strata_ns, cost_requests).await?;
+    }
 
     // Growth to scale × N: the bare objects first, then through Strata (and
     // the operator's memory there).

@@ -19,6 +19,18 @@ pub struct PairFigures {
     pub strata_cpu_ms_per_function: f64,
 }
 
+/// What one request of a kind cost the API server ([`crate::costs`]).
+#[derive(Serialize, Default, Clone)]
+pub struct RequestCost {
+    pub request: String,
+    pub requests: usize,
+    pub seconds: f64,
+    /// kube-apiserver's CPU per request, in ms.
+    pub apiserver_ms: f64,
+    /// etcd's CPU per request, in ms.
+    pub etcd_ms: f64,
+}
+
 /// What one run measured; written as JSON.
 #[derive(Serialize, Default)]
 pub struct Report {
@@ -43,6 +55,9 @@ pub struct Report {
     pub pairs: Vec<PairFigures>,
     /// What the API server counted in each phase, in order.
     pub phases: Vec<PhaseCounts>,
+    /// What one request of each kind cost the API server, after the
+    /// phases at N.
+    pub request_costs: Vec<RequestCost>,
     /// Mutating requests by resource and verb in the bare and Strata phases,
     /// the Strata phase's most first.
     pub writes: Vec<WriteRow>,

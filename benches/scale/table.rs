@@ -124,6 +124,7 @@ pub fn print(r: &Report) {
         let _ = writeln!(out, "  {what:<52} {value}");
     }
     print_pairs(&mut out, &r.pairs);
+    print_costs(&mut out, r);
     if r.scaled_functions > 0 {
         let _ = writeln!(
             out,
@@ -322,6 +323,85 @@ fn print_pairs(out: &mut impl std::io::Write, pairs: &[PairFigures]) {
         median(|p| p.ratio - p.write_ratio),
         median(|p| p.cpu_ratio),
         median(|p| p.ratio - p.cpu_ratio),
+    );
+}
+
+/// What one request of each kind cost the API server, and Strata's own
+/// requests of those kinds in the Strata phase at those costs.
+fn print_costs(out: &mut impl std::io::Write, r: &Report) {
+    let Some(first) = r.request_costs.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  kube-apiserver CPU per request (etcd's), {} of each kind, one kind at a time",
+        first.requests
+    );
+    for c in &r.request_costs {
+        let _ = writeln!(
+            out,
+            "    {:<50} {:.2} ms ({:.2})",
+            c.request, c.apiserver_ms, c.etcd_ms
+        );
+    }
+    let cost = |request: &str| {
+        r.request_costs
+            .iter()
+            .find(|c| c.request.starts_with(request))
+            .map_or(0.0, |c| c.apiserver_ms)
+    };
+    let n = r.functions.max(1) as f64;
+    let written = |resource: &str, verb: &str| {
+        r.writes
+            .iter()
+            .find(|w| w.resource == resource && w.verb == verb)
+            .map_or((0.0, 0.0), |w| (w.bare / n, w.strata / n))
+    };
+    let (events_bare, events_strata) = written("events.events.k8s.io", "POST");
+    let kinds = [
+        (
+            written("networkfunctions.strata.dev/status", "APPLY").1,
+            cost("NetworkFunction status"),
+        ),
+        (
+            written("deploymentrecords.strata.dev", "POST").1,
+            cost("DeploymentRecord create"),
+        ),
+        (
+            written("deploymentrecords.strata.dev", "PATCH").1,
+            cost("DeploymentRecord conclusion"),
+        ),
+        ((events_strata - events_bare).max(0.0), cost("Event create")),
+        (
+            written("networkfunctions.strata.dev", "APPLY").1,
+            cost("NetworkFunction apply"),
+        ),
+    ];
+    let requests: f64 = kinds.iter().map(|(count, _)| count).sum();
+    let at_cost: f64 = kinds.iter().map(|(count, ms)| count * ms).sum();
+    let phase_cpu = |name: &str| {
+        r.phases
+            .iter()
+            .find(|p| p.phase == name)
+            .and_then(|p| p.cpu_seconds_by_process.get("kube-apiserver"))
+            .copied()
+            .unwrap_or(0.0)
+            * 1e3
+            / n
+    };
+    let _ = writeln!(
+        out,
+        "  {:<52} {requests:.2} writes: {at_cost:.1} ms of kube-apiserver CPU ({:.1} ms at a ConfigMap apply's cost)",
+        "Strata's kinds and Events per function, at these costs",
+        requests * cost("ConfigMap apply")
+    );
+    let _ = writeln!(
+        out,
+        "  {:<52} {:.1} ms per function (bare {:.1}, Strata {:.1})",
+        "kube-apiserver CPU, Strata phase over bare phase",
+        phase_cpu("strata") - phase_cpu("bare"),
+        phase_cpu("bare"),
+        phase_cpu("strata")
     );
 }
 
