@@ -68,6 +68,14 @@ impl Samples {
     }
 }
 
+/// The requests measured, as the report names them.
+pub const CONFIG_MAP_APPLY: &str = "ConfigMap apply (a bare child)";
+pub const FUNCTION_APPLY: &str = "NetworkFunction apply (the user's)";
+pub const STATUS_APPLY: &str = "NetworkFunction status apply";
+pub const RECORD_CREATE: &str = "DeploymentRecord create (Progressing)";
+pub const RECORD_CONCLUSION: &str = "DeploymentRecord conclusion (JSON patch)";
+pub const EVENT_CREATE: &str = "Event create (events.k8s.io)";
+
 async fn measure_each(
     client: &Client,
     options: &Options,
@@ -78,128 +86,119 @@ async fn measure_each(
 ) -> Result<Vec<RequestCost>> {
     let concurrency = options.apply_concurrency.max(1);
     let functions: Vec<Value> = (0..count).map(|i| function(i, stacks.len(), 0)).collect();
-    let config_maps: Vec<ConfigMap> = bare_objects(stacks, &functions, ns)?
+    let config_maps: Vec<Value> = bare_objects(stacks, &functions, ns)?
         .into_iter()
         .filter_map(|o| match o {
-            Object::ConfigMap(cm) => Some(*cm),
+            Object::ConfigMap(cm) => serde_json::to_value(cm).ok(),
             _ => None,
         })
         .collect();
-    let mut costs = Vec::new();
-
-    let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
-    costs.push(
-        measure("ConfigMap apply (a bare child)", config_maps.len(), || {
-            stream::iter(config_maps.iter()).for_each_concurrent(concurrency, |cm| {
-                let api = api.clone();
-                async move { apply_object(&api, serde_json::to_value(cm).unwrap_or_default()).await }
-            })
+    let names: Vec<String> = functions
+        .iter()
+        .map(|f| {
+            f["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         })
-        .await,
-    );
-
-    let functions_api = Api::<NetworkFunction>::namespaced(client.clone(), ns);
-    costs.push(
-        measure("NetworkFunction apply (the user's)", count, || {
-            stream::iter(functions.iter()).for_each_concurrent(concurrency, |f| {
-                let api = functions_api.clone();
-                async move { apply_object(&api, f.clone()).await }
-            })
-        })
-        .await,
-    );
-
-    let status = json!(sample.function.status);
-    costs.push(
-        measure("NetworkFunction status apply", count, || {
-            stream::iter(functions.iter()).for_each_concurrent(concurrency, |f| {
-                let api = functions_api.clone();
-                let status = status.clone();
-                async move {
-                    let name = f["metadata"]["name"].as_str().unwrap_or_default();
-                    let body = json!({
-                        "apiVersion": "strata.dev/v1alpha1",
-                        "kind": "NetworkFunction",
-                        "metadata": {"name": name},
-                        "status": status,
-                    });
-                    let params = PatchParams::apply(OPERATOR_MANAGER).force();
-                    if let Err(e) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
-                        panic!("the API server refused the status of {name}: {e}");
-                    }
-                }
-            })
-        })
-        .await,
-    );
-
-    let records_api = Api::<DeploymentRecord>::namespaced(client.clone(), ns);
+        .collect();
     let records: Vec<DeploymentRecord> =
         (0..count).map(|i| record_copy(&sample.record, i)).collect();
-    costs.push(
-        measure("DeploymentRecord create (Progressing)", count, || {
-            stream::iter(records.iter()).for_each_concurrent(concurrency, |r| {
-                let api = records_api.clone();
-                async move {
-                    if let Err(e) = api.create(&PostParams::default(), r).await {
-                        panic!("the API server refused record {}: {e}", r.name_any());
-                    }
-                }
-            })
-        })
-        .await,
-    );
+    let record_names: Vec<String> = records.iter().map(ResourceExt::name_any).collect();
+    let events: Vec<Event> = (0..count).map(|i| event(&sample.function, ns, i)).collect();
 
-    let concluded = json!([
+    let config_maps_api = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let functions_api = Api::<NetworkFunction>::namespaced(client.clone(), ns);
+    let records_api = Api::<DeploymentRecord>::namespaced(client.clone(), ns);
+    let events_api = Api::<Event>::namespaced(client.clone(), ns);
+    let status = json!(sample.function.status);
+    let conclusion = json!([
         {"op": "test", "path": "/status/outcome", "value": "Progressing"},
         {"op": "replace", "path": "/status", "value": sample.record.status},
     ]);
-    costs.push(
-        measure("DeploymentRecord conclusion (JSON patch)", count, || {
-            stream::iter(records.iter()).for_each_concurrent(concurrency, |r| {
-                let api = records_api.clone();
-                let patch = concluded.clone();
-                async move {
-                    let name = r.name_any();
-                    let patch =
-                        Patch::<()>::Json(serde_json::from_value(patch).expect("a JSON patch"));
-                    if let Err(e) = api.patch(&name, &PatchParams::default(), &patch).await {
-                        panic!("the API server refused the conclusion of {name}: {e}");
-                    }
-                }
-            })
+    Ok(vec![
+        measure(CONFIG_MAP_APPLY, concurrency, config_maps, |cm| {
+            let api = config_maps_api.clone();
+            async move {
+                apply_object(&api, cm).await;
+                Ok(())
+            }
         })
         .await,
-    );
-
-    let events_api = Api::<Event>::namespaced(client.clone(), ns);
-    let events: Vec<Event> = (0..count).map(|i| event(&sample.function, ns, i)).collect();
-    costs.push(
-        measure("Event create (events.k8s.io)", count, || {
-            stream::iter(events.iter()).for_each_concurrent(concurrency, |e| {
-                let api = events_api.clone();
-                async move {
-                    if let Err(error) = api.create(&PostParams::default(), e).await {
-                        panic!("the API server refused an Event: {error}");
-                    }
-                }
-            })
+        measure(FUNCTION_APPLY, concurrency, functions, |f| {
+            let api = functions_api.clone();
+            async move {
+                apply_object(&api, f).await;
+                Ok(())
+            }
         })
         .await,
-    );
-    Ok(costs)
+        measure(STATUS_APPLY, concurrency, names, |name| {
+            let api = functions_api.clone();
+            let body = json!({
+                "apiVersion": "strata.dev/v1alpha1",
+                "kind": "NetworkFunction",
+                "metadata": {"name": name},
+                "status": status,
+            });
+            async move {
+                let params = PatchParams::apply(OPERATOR_MANAGER).force();
+                api.patch_status(&name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await,
+        measure(RECORD_CREATE, concurrency, records, |r| {
+            let api = records_api.clone();
+            async move { api.create(&PostParams::default(), &r).await.map(drop) }
+        })
+        .await,
+        measure(RECORD_CONCLUSION, concurrency, record_names, |name| {
+            let api = records_api.clone();
+            let patch = Patch::<()>::Json(
+                serde_json::from_value(conclusion.clone()).expect("a JSON patch"),
+            );
+            async move {
+                api.patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .map(drop)
+            }
+        })
+        .await,
+        measure(EVENT_CREATE, concurrency, events, |e| {
+            let api = events_api.clone();
+            async move { api.create(&PostParams::default(), &e).await.map(drop) }
+        })
+        .await,
+    ])
 }
 
-/// Runs `requests` (`count` of one kind) and divides the CPU kube-apiserver
-/// and etcd spent meanwhile by `count`.
-async fn measure<F, Fut>(what: &str, count: usize, requests: F) -> RequestCost
+/// Sends one request `what` for each of `items`, `concurrency` at a time
+/// (a refused request fails the run), and divides the CPU kube-apiserver
+/// and etcd spent meanwhile by their number.
+async fn measure<T, Fut>(
+    what: &str,
+    concurrency: usize,
+    items: Vec<T>,
+    request: impl Fn(T) -> Fut,
+) -> RequestCost
 where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: Future<Output = kube::Result<()>>,
 {
+    let count = items.len();
     let before = plane_cpu_seconds();
     let started = std::time::Instant::now();
-    requests().await;
+    stream::iter(items)
+        .for_each_concurrent(concurrency, |item| {
+            let sent = request(item);
+            async move {
+                if let Err(e) = sent.await {
+                    panic!("the API server refused a request of {what}: {e}");
+                }
+            }
+        })
+        .await;
     let seconds = started.elapsed().as_secs_f64();
     let after = plane_cpu_seconds();
     let per_request = |process: &str| {

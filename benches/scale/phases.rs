@@ -20,7 +20,7 @@ use crate::costs;
 use crate::history;
 use crate::measure::MeasuredOperator;
 use crate::options::Options;
-use crate::report::{PairFigures, PhaseCounts, ReadySeries, Report, median};
+use crate::report::{PairFigures, ReadySeries, Report, median};
 use crate::traffic::{PhaseCost, PhaseWindow, account_writes, strata_object};
 use crate::waits::{deployment_available, function_ready, stacks_counted, wait_adopted, wait_all};
 use crate::workload::{
@@ -56,6 +56,8 @@ pub async fn run(
         pair.operator.terminate(Duration::from_secs(60)).await?;
         remove_namespace(client, ns, options).await?;
     }
+    let last = pair(client, options, &stacks, &functions, bare_ns, strata_ns).await?;
+    report.pairs.push(last.figures());
     let Pair {
         bare,
         strata,
@@ -66,13 +68,7 @@ pub async fn run(
         mut operator,
         operator_cpu_seconds,
         reconciles_per_function,
-    } = pair(client, options, &stacks, &functions, bare_ns, strata_ns).await?;
-    report.pairs.push(PairFigures::of(
-        bare_seconds,
-        strata_seconds,
-        &bare.counts,
-        &strata.counts,
-    ));
+    } = last;
     report.bare_seconds = bare_seconds;
     report.strata_seconds = strata_seconds;
     report.ready_over_time.extend([bare_ready, strata_ready]);
@@ -205,22 +201,21 @@ pub async fn run(
         let bare = bare_objects(&stacks, &added, bare_ns)?;
         let bare_applied = bare.len();
         let window = PhaseWindow::open(client, Some(&operator)).await;
-        let started = Instant::now();
-        let (_, ready) = tokio::join!(
-            apply_all(client, bare_ns, bare, options.apply_concurrency),
-            wait_all(
-                deployments.clone(),
-                total - n,
-                deployment_available,
-                started,
-                options.timeout(),
-                "bare Deployments Available at scale",
-            )
-        );
-        report.scale_bare_seconds = started.elapsed().as_secs_f64();
+        let (seconds, ready) = apply_and_wait(
+            client,
+            options,
+            bare_ns,
+            bare,
+            deployments.clone(),
+            total - n,
+            deployment_available,
+            "bare Deployments Available at scale",
+        )
+        .await?;
+        report.scale_bare_seconds = seconds;
         report
             .ready_over_time
-            .push(series("scale-bare", AVAILABLE, ready?));
+            .push(series("scale-bare", AVAILABLE, ready));
         let scale_bare = window
             .close(
                 client,
@@ -239,20 +234,19 @@ pub async fn run(
         ));
         let added = added.into_iter().map(Object::Function).collect();
         let window = PhaseWindow::open(client, Some(&operator)).await;
-        let started = Instant::now();
-        let (_, ready) = tokio::join!(
-            apply_all(client, strata_ns, added, options.apply_concurrency),
-            wait_all(
-                nfs.clone(),
-                total,
-                function_ready,
-                started,
-                options.timeout(),
-                "NetworkFunctions Ready at scale",
-            )
-        );
-        report.scale_seconds = started.elapsed().as_secs_f64();
-        report.ready_over_time.push(series("scale", READY, ready?));
+        let (seconds, ready) = apply_and_wait(
+            client,
+            options,
+            strata_ns,
+            added,
+            nfs.clone(),
+            total,
+            function_ready,
+            "NetworkFunctions Ready at scale",
+        )
+        .await?;
+        report.scale_seconds = seconds;
+        report.ready_over_time.push(series("scale", READY, ready));
         report.scale_ratio = report.scale_seconds / report.scale_bare_seconds;
         let at_n = median(report.pairs.iter().map(|p| p.ratio).collect());
         report.scale_ratio_growth = report.scale_ratio / at_n;
@@ -312,26 +306,11 @@ struct Pair {
 
 impl Pair {
     fn figures(&self) -> PairFigures {
-        PairFigures::of(
-            self.bare_seconds,
-            self.strata_seconds,
-            &self.bare.counts,
-            &self.strata.counts,
-        )
-    }
-}
-
-impl PairFigures {
-    fn of(
-        bare_seconds: f64,
-        strata_seconds: f64,
-        bare: &PhaseCounts,
-        strata: &PhaseCounts,
-    ) -> Self {
-        Self {
-            bare_seconds,
-            strata_seconds,
-            ratio: strata_seconds / bare_seconds,
+        let (bare, strata) = (&self.bare.counts, &self.strata.counts);
+        PairFigures {
+            bare_seconds: self.bare_seconds,
+            strata_seconds: self.strata_seconds,
+            ratio: self.strata_seconds / self.bare_seconds,
             write_ratio: ratio(strata.writes_per_function, bare.writes_per_function),
             cpu_ratio: ratio(
                 strata.cpu_seconds_per_function,
@@ -358,21 +337,19 @@ async fn pair(
     let objects = bare_objects(stacks, functions, bare_ns)?;
     let bare_applied = objects.len();
     let window = PhaseWindow::open(client, None).await;
-    let started = Instant::now();
     let deployments = Api::<Deployment>::namespaced(client.clone(), bare_ns);
-    let (_, ready) = tokio::join!(
-        apply_all(client, bare_ns, objects, options.apply_concurrency),
-        wait_all(
-            deployments,
-            n,
-            deployment_available,
-            started,
-            options.timeout(),
-            "bare Deployments Available",
-        )
-    );
-    let bare_seconds = started.elapsed().as_secs_f64();
-    let bare_ready = series("bare", AVAILABLE, ready?);
+    let (bare_seconds, ready) = apply_and_wait(
+        client,
+        options,
+        bare_ns,
+        objects,
+        deployments,
+        n,
+        deployment_available,
+        "bare Deployments Available",
+    )
+    .await?;
+    let bare_ready = series("bare", AVAILABLE, ready);
     let bare = window.close(client, "bare", n, bare_applied, None).await;
     clear(client, bare_ns, options).await?;
 
@@ -381,7 +358,6 @@ async fn pair(
     operator.wait_ready(Duration::from_secs(60)).await;
     let cpu_before = operator.cpu_seconds();
     let window = PhaseWindow::open(client, Some(&operator)).await;
-    let started = Instant::now();
     let objects = stacks
         .iter()
         .cloned()
@@ -389,19 +365,18 @@ async fn pair(
         .chain(functions.iter().cloned().map(Object::Function))
         .collect();
     let nfs = Api::<NetworkFunction>::namespaced(client.clone(), strata_ns);
-    let (_, ready) = tokio::join!(
-        apply_all(client, strata_ns, objects, options.apply_concurrency),
-        wait_all(
-            nfs,
-            n,
-            function_ready,
-            started,
-            options.timeout(),
-            "NetworkFunctions Ready",
-        )
-    );
-    let strata_seconds = started.elapsed().as_secs_f64();
-    let strata_ready = series("strata", READY, ready?);
+    let (strata_seconds, ready) = apply_and_wait(
+        client,
+        options,
+        strata_ns,
+        objects,
+        nfs,
+        n,
+        function_ready,
+        "NetworkFunctions Ready",
+    )
+    .await?;
+    let strata_ready = series("strata", READY, ready);
     // The stacks' consumer counts follow within a second; idleness starts then.
     stacks_counted(client, strata_ns, n, options.timeout()).await;
     let operator_cpu_seconds = operator.cpu_seconds() - cpu_before;
@@ -420,6 +395,30 @@ async fn pair(
         operator_cpu_seconds,
         reconciles_per_function,
     })
+}
+
+/// Applies `objects` in `ns` while waiting until `count` objects of `api`
+/// are `done`: the seconds that took, and how many were done over time.
+#[allow(clippy::too_many_arguments)]
+async fn apply_and_wait<K>(
+    client: &Client,
+    options: &Options,
+    ns: &str,
+    objects: Vec<Object>,
+    api: Api<K>,
+    count: usize,
+    done: fn(&K) -> bool,
+    what: &str,
+) -> Result<(f64, Vec<(f64, usize)>)>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let started = Instant::now();
+    let (_, ready) = tokio::join!(
+        apply_all(client, ns, objects, options.apply_concurrency),
+        wait_all(api, count, done, started, options.timeout(), what)
+    );
+    Ok((started.elapsed().as_secs_f64(), ready?))
 }
 
 /// Deletes an earlier pair's namespace (its operator stopped: the test

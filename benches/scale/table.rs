@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 
+use crate::costs;
 use crate::report::{CacheCount, History, PairFigures, PhaseCounts, RecordList, Report, median};
 
 /// Prints the figures as a table.
@@ -347,7 +348,7 @@ fn print_costs(out: &mut impl std::io::Write, r: &Report) {
     let cost = |request: &str| {
         r.request_costs
             .iter()
-            .find(|c| c.request.starts_with(request))
+            .find(|c| c.request == request)
             .map_or(0.0, |c| c.apiserver_ms)
     };
     let n = r.functions.max(1) as f64;
@@ -361,20 +362,23 @@ fn print_costs(out: &mut impl std::io::Write, r: &Report) {
     let kinds = [
         (
             written("networkfunctions.strata.dev/status", "APPLY").1,
-            cost("NetworkFunction status"),
+            cost(costs::STATUS_APPLY),
         ),
         (
             written("deploymentrecords.strata.dev", "POST").1,
-            cost("DeploymentRecord create"),
+            cost(costs::RECORD_CREATE),
         ),
         (
             written("deploymentrecords.strata.dev", "PATCH").1,
-            cost("DeploymentRecord conclusion"),
+            cost(costs::RECORD_CONCLUSION),
         ),
-        ((events_strata - events_bare).max(0.0), cost("Event create")),
+        (
+            (events_strata - events_bare).max(0.0),
+            cost(costs::EVENT_CREATE),
+        ),
         (
             written("networkfunctions.strata.dev", "APPLY").1,
-            cost("NetworkFunction apply"),
+            cost(costs::FUNCTION_APPLY),
         ),
     ];
     let requests: f64 = kinds.iter().map(|(count, _)| count).sum();
@@ -393,7 +397,7 @@ fn print_costs(out: &mut impl std::io::Write, r: &Report) {
         out,
         "  {:<52} {requests:.2} writes: {at_cost:.1} ms of kube-apiserver CPU ({:.1} ms at a ConfigMap apply's cost)",
         "Strata's kinds and Events per function, at these costs",
-        requests * cost("ConfigMap apply")
+        requests * cost(costs::CONFIG_MAP_APPLY)
     );
     let _ = writeln!(
         out,

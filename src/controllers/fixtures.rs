@@ -162,6 +162,16 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     response
 }
 
+/// Function upf in namespace ns (uid u1, generation 1) on stack edge-net.
+pub(crate) fn upf() -> NetworkFunction {
+    serde_yaml::from_str(
+        "apiVersion: strata.dev/v1alpha1\nkind: NetworkFunction\n\
+         metadata: {name: upf, namespace: ns, uid: u1, generation: 1}\n\
+         spec: {version: 1.0.0, image: 'upf@sha256:0', stackRef: {name: edge-net, version: '^1'}}",
+    )
+    .unwrap()
+}
+
 /// A mock API server that expects no request at all.
 pub(crate) fn no_requests(method: &Method, path: &str) -> Answer {
     panic!("unexpected request {method} {path}")

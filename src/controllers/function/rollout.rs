@@ -320,13 +320,14 @@ async fn deployment_rollout(
         .deployments
         .get(&ObjectRef::new(&name).within(ns));
     let rollout = state(&cached);
-    let written = ctx.traces.generation::<Deployment>(ns, &name);
-    let shows_written = cached
-        .as_deref()
-        .and_then(|d| d.metadata.generation)
-        .zip(written)
-        .is_some_and(|(shown, written)| shown >= written);
-    if !concluding || matches!(rollout, Rollout::Progressing(_)) || shows_written {
+    let shows_written = || {
+        let shown = cached.as_deref().and_then(|d| d.metadata.generation);
+        let written = ctx.traces.generation::<Deployment>(ns, &name);
+        shown
+            .zip(written)
+            .is_some_and(|(shown, written)| shown >= written)
+    };
+    if !concluding || matches!(rollout, Rollout::Progressing(_)) || shows_written() {
         return Ok((cached, rollout));
     }
     let live = Api::<Deployment>::namespaced(ctx.client.clone(), ns)

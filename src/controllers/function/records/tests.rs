@@ -1,6 +1,6 @@
 //! The ledger: record names, following links, ordering.
 use super::*;
-use crate::controllers::fixtures::{Answer, context, object};
+use crate::controllers::fixtures::{Answer, context, object, upf};
 
 fn record(name: &str, started_at: &str, previous: Option<&str>) -> DeploymentRecord {
     let mut record = DeploymentRecord::new(
@@ -296,15 +296,6 @@ fn the_conditional_patch_tests_progressing_and_replaces_the_whole_status() {
             .map(|m| m.starts_with("rollout of upf 1.0.0")),
         Some(true)
     );
-}
-
-fn upf() -> NetworkFunction {
-    serde_yaml::from_str(
-        "apiVersion: strata.dev/v1alpha1\nkind: NetworkFunction\n\
-         metadata: {name: upf, namespace: ns, uid: u1, generation: 1}\n\
-         spec: {version: 1.0.0, image: 'upf@sha256:0', stackRef: {name: edge-net, version: '^1'}}",
-    )
-    .unwrap()
 }
 
 const RECORDS_PATH: &str = "/apis/strata.dev/v1alpha1/namespaces/ns/deploymentrecords";

@@ -10,19 +10,10 @@ use kube::api::ObjectMeta;
 use super::*;
 use crate::controllers::{
     apply::{Live, apply_child},
-    fixtures::{Answer, context, object},
+    fixtures::{Answer, context, no_requests, object, upf},
 };
 
 const PATH: &str = "/apis/apps/v1/namespaces/ns/deployments/upf";
-
-fn upf() -> NetworkFunction {
-    serde_yaml::from_str(
-        "apiVersion: strata.dev/v1alpha1\nkind: NetworkFunction\n\
-         metadata: {name: upf, namespace: ns, uid: u1, generation: 1}\n\
-         spec: {version: 1.0.0, image: 'upf@sha256:0', stackRef: {name: edge-net, version: '^1'}}",
-    )
-    .unwrap()
-}
 
 /// upf's Deployment at `generation`, which the Deployment controller has
 /// seen: its two pods available, or none yet.
@@ -129,10 +120,7 @@ async fn a_write_left_without_an_answer_makes_the_cache_unproven() {
 
 #[tokio::test]
 async fn a_rollout_not_concluding_reads_nothing() {
-    let (ctx, mut caches, requests) = context(
-        super::super::State::default(),
-        crate::controllers::fixtures::no_requests,
-    );
+    let (ctx, mut caches, requests) = context(super::super::State::default(), no_requests);
     caches.deployment(deployment(1, 2));
     let (_, rollout) = deployment_rollout(&ctx, &upf(), "ns", false).await.unwrap();
     assert_eq!(rollout, Rollout::Complete);
